@@ -1,0 +1,23 @@
+# Turns the Lua scripts into a C source file of string constants, so the
+# binaries carry their scripts and cannot run against a mismatched copy.
+# Run as: cmake -DOUT=file.c -DSCRIPTS="a.lua|b.lua" -P embed.cmake
+string(REPLACE "|" ";" SCRIPTS "${SCRIPTS}")
+set(body "/* Generated from common/scripts by cmake/embed.cmake. Do not edit. */\n")
+string(APPEND body "#include \"cm_scripts.h\"\n\n")
+set(names "")
+set(sources "")
+foreach(path IN LISTS SCRIPTS)
+  get_filename_component(name "${path}" NAME_WE)
+  file(READ "${path}" hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+  string(APPEND body "static const char src_${name}[] = {${hex}0x00};\n")
+  string(APPEND names "\"${name}\", ")
+  string(APPEND sources "src_${name}, ")
+endforeach()
+string(APPEND body "\nstatic const char *const names[] = {${names}};\n")
+string(APPEND body "static const char *const sources[] = {${sources}};\n\n")
+string(APPEND body "const char *cm_script_source(enum cm_script s) { return sources[s]; }\n")
+string(APPEND body "const char *cm_script_name(enum cm_script s) { return names[s]; }\n")
+file(WRITE "${OUT}.tmp" "${body}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different "${OUT}.tmp" "${OUT}")
+file(REMOVE "${OUT}.tmp")

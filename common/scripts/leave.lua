@@ -1,0 +1,19 @@
+-- Removes a member from a room if, and only if, the membership named still
+-- owns the nickname, and then publishes the presence leave. A late leave of
+-- a session whose nickname was taken over, or of an earlier join of the
+-- same session, changes nothing, so applying an event twice is harmless.
+--
+-- KEYS[1] chat:{r}:members
+-- ARGV[1] chat:{r} (channel)   ARGV[2] nickname   ARGV[3] membership id (mid)
+-- ARGV[4] the presence leave frame to publish
+-- Returns 1 if the member was removed, 0 if nothing changed.
+local cur = redis.call('HGET', KEYS[1], ARGV[2])
+if not cur then
+  return 0
+end
+if cjson.decode(cur).mid ~= ARGV[3] then
+  return 0
+end
+redis.call('HDEL', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[1], ARGV[4])
+return 1

@@ -1,0 +1,301 @@
+/*
+ * The gateway's types: the server context owned by main, sessions (one per
+ * WebSocket), rooms (one per room with a local member), memberships (one
+ * session in one room) and the shared payloads that fan-out hands around.
+ *
+ * Ownership in one paragraph: main owns the gw_server. The server owns the
+ * room table and the session table. A session is ref-counted because Redis
+ * replies may arrive after its socket closed; lws holds one reference while
+ * the socket lives, every in-flight request holds one. A membership belongs
+ * to its session and room until it is detached; a detached membership whose
+ * join script is still in flight is owned by that request, which finishes
+ * the bookkeeping (emits the leave) when the reply comes.
+ */
+#ifndef GW_SERVER_H
+#define GW_SERVER_H
+
+#include "cm_proto.h"
+#include "cm_redis_url.h"
+#include "cm_scripts.h"
+
+#include <hiredis/async.h>
+#include <libwebsockets.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uthash.h>
+#include <uv.h>
+
+#define GW_SESSION_ID_LEN 16
+#define GW_CLOSE_TOO_SLOW 1013 /* "try again later": lws 4.1 has no name for it */
+#define GW_MID_MAX 40
+
+struct gw_config {
+    const char *listen;
+    const char *redis;
+    const char *id;
+    const char *web_root;
+    const char *log_level;
+    long long history_max;
+    long long message_bytes;
+    long long frame_bytes;
+    long long send_queue_bytes;
+    long long rooms;
+    long long rate_per_sec;
+    long long rate_burst;
+    long long max_bad_frames;
+    long long ping_interval_s;
+    long long ping_timeout_s;
+    long long drain_ms;
+    long long heartbeat_ms;
+};
+
+/* Bytes of one server frame, shared by every recipient. The LWS_PRE bytes
+ * before the data are scratch space where lws writes each frame header, so
+ * one buffer serves every connection without a copy. */
+struct gw_payload {
+    unsigned refs;
+    bool is_message; /* a chat message (legacy connections get only these) */
+    int64_t seq;     /* the room seq of a message, 0 for other frames */
+    size_t len;
+    unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
+};
+
+enum gw_member_state {
+    GW_MEMBER_SUBSCRIBING, /* waiting for the room's SUBSCRIBE to be confirmed */
+    GW_MEMBER_JOINING,     /* join script in flight: live frames are held back */
+    GW_MEMBER_JOINED,      /* live frames flow */
+    GW_MEMBER_RESYNC,      /* re-reading history after a pub/sub reconnect */
+};
+
+/* A frame vector: a small growable array of payload references, used for a
+ * session's send queue (as a ring) and a membership's held-back frames. */
+struct gw_pvec {
+    struct gw_payload **items;
+    size_t head, len, cap;
+    size_t bytes;
+};
+
+struct gw_deferred; /* a publish waiting for its room's join to be sent */
+
+struct gw_member {
+    struct gw_session *session; /* NULL once detached */
+    struct gw_room *room;       /* NULL once detached */
+    struct gw_member *room_prev, *room_next;
+    struct gw_member *session_next;
+    enum gw_member_state state;
+    char room_name[CM_ROOM_MAX + 1];
+    char session_id[GW_SESSION_ID_LEN + 1];
+    char nickname[CM_NICK_MAX_BYTES + 1];
+    char mid[GW_MID_MAX];
+    int64_t last_seq;     /* highest seq delivered: later frames must be above it */
+    unsigned generation;  /* room subscription generation the join was sent in */
+    struct gw_pvec held;  /* frames that arrived while not yet JOINED */
+    struct gw_deferred *deferred;
+    const char *detach_reason; /* why it was detached while its join was in flight */
+    /* The join frame's parameters, until the script is sent. */
+    struct {
+        char id[CM_ID_MAX + 1];
+        bool has_id;
+        char epoch[CM_EPOCH_MAX + 1];
+        int64_t since;
+        int history;
+    } join;
+};
+
+enum gw_sub_state { GW_SUB_NONE, GW_SUB_PENDING, GW_SUB_ACTIVE, GW_SUB_LEAVING };
+
+struct gw_room {
+    char name[CM_ROOM_MAX + 1];
+    struct gw_member *members; /* local members, doubly linked */
+    size_t nmembers;
+    enum gw_sub_state sub;
+    bool resubscribe;     /* a member arrived while UNSUBSCRIBE was in flight */
+    bool resyncing;       /* a history read after a reconnect is in flight */
+    unsigned busy;        /* iterating its members: do not free */
+    unsigned generation;  /* bumped on every confirmed SUBSCRIBE */
+    char epoch[CM_EPOCH_MAX + 1];
+    UT_hash_handle hh;
+};
+
+struct gw_session {
+    struct gw_server *srv;
+    struct lws *wsi; /* NULL once the socket closed */
+    unsigned refs;
+    char id[GW_SESSION_ID_LEN + 1];
+    char peer[64];
+    bool v1;        /* negotiated the chat.v1 subprotocol */
+    bool legacy;    /* first frame was a legacy frame: only message frames go out */
+    bool got_frame; /* at least one frame received */
+    bool peer_closed;    /* the peer sent a close frame */
+    bool we_closed;      /* we closed it (protocol error, overflow, drain) */
+    int close_code;      /* when non-zero, close with it at the next writable */
+    const char *close_why;
+    bool close_after_flush; /* send what is queued first (drain) */
+    int bad_frames;      /* bad frames in a row */
+    uint32_t joins;      /* memberships ever made, for mids */
+    size_t nrooms;
+    struct gw_member *members;
+    struct gw_pvec queue; /* frames waiting for WRITEABLE */
+    struct cm_sbuf *rx;   /* reassembly of fragmented frames, NULL when idle */
+    bool rx_discard;      /* drop fragments until the frame's end */
+    double tokens;        /* rate limit bucket */
+    int64_t tokens_ms;
+    int64_t last_rx_ms;
+    UT_hash_handle hh; /* srv->sessions by id */
+};
+
+struct gw_metrics {
+    uint64_t connections_total;
+    uint64_t frames_in;
+    uint64_t frames_out;
+    uint64_t publishes;
+    uint64_t publish_failures;
+    uint64_t joins;
+    uint64_t room_messages; /* pub/sub messages received */
+    uint64_t deliveries;    /* frames queued to members from pub/sub */
+    uint64_t slow_closes;   /* 1013 */
+    uint64_t redis_reconnects;
+    uint64_t errors[CM_ERR__COUNT];
+};
+
+/* One Redis connection with reconnect state. */
+struct gw_link {
+    struct gw_server *srv;
+    redisAsyncContext *ac; /* NULL while disconnected */
+    bool ready;            /* connected, authenticated, set up */
+    bool subscriber;       /* the pub/sub link */
+    unsigned attempt;      /* reconnect attempts since the last success */
+    uv_timer_t timer;      /* reconnect timer */
+    int setup_pending;     /* replies still awaited before ready */
+};
+
+struct gw_event;    /* an event waiting for the command link */
+struct gw_http_req; /* an HTTP request being answered */
+
+/* What lws keeps per connection: a WebSocket session or an HTTP request. */
+struct gw_pss {
+    struct gw_session *session;
+    struct gw_http_req *http;
+};
+
+struct gw_server {
+    struct gw_config cfg;
+    struct cm_redis_url redis_url;
+    char listen_host[256];
+    int listen_port;
+    uv_loop_t *loop;
+    struct lws_context *lws;
+    struct gw_link cmd;
+    struct gw_link sub;
+    char script_sha[CM_SCRIPT__COUNT][41]; /* by enum cm_script; only the gateway's */
+    struct gw_room *rooms;       /* by name */
+    struct gw_session *sessions; /* by id */
+    size_t nsessions;
+    struct gw_event *outbox, *outbox_tail; /* events to send once Redis is back */
+    size_t outbox_len;
+    char control_channel[160];
+    char sessions_key[160];
+    bool draining;
+    bool stopping;
+    uv_timer_t heartbeat;
+    uv_timer_t drain_timer;
+    uv_signal_t sigterm, sigint;
+    struct cm_limits limits;
+    struct gw_metrics m;
+    int64_t started_ms;
+};
+
+/* payload.c */
+struct gw_payload *gw_payload_new(const void *data, size_t len);
+struct gw_payload *gw_payload_ref(struct gw_payload *p);
+void gw_payload_unref(struct gw_payload *p);
+void gw_pvec_push(struct gw_pvec *v, struct gw_payload *p);
+struct gw_payload *gw_pvec_shift(struct gw_pvec *v);
+void gw_pvec_clear(struct gw_pvec *v);
+
+/* session.c */
+struct gw_session *gw_session_new(struct gw_server *srv, struct lws *wsi, bool v1);
+struct gw_session *gw_session_ref(struct gw_session *s);
+void gw_session_unref(struct gw_session *s);
+/* Queues a payload (taking a new reference); closes with 1013 past the
+ * queue bound. Returns 0, or -1 if the session is closed or closing. */
+int gw_session_send(struct gw_session *s, struct gw_payload *p);
+/* Closes a session whose queue (or held-back frames) overflowed: 1013. */
+void gw_session_overflow(struct gw_session *s);
+/* Encodes-and-sends helpers: the sbuf is reset by the caller. */
+void gw_session_send_sbuf(struct gw_session *s, struct cm_sbuf *b);
+void gw_session_send_error(struct gw_session *s, const char *id, enum cm_err code,
+                           const char *message);
+/* Asks lws to close the socket with code after the next writable. */
+void gw_session_close(struct gw_session *s, int code, const char *why, bool after_flush);
+/* Called by lws glue when the socket is gone: detaches memberships, emits
+ * leaves with reason, drops lws's reference. */
+void gw_session_closed(struct gw_session *s, const char *reason);
+/* Writes the next queued frame; returns -1 to make lws close the socket. */
+int gw_session_writable(struct gw_session *s);
+struct gw_member *gw_session_member(struct gw_session *s, const char *room);
+
+/* room.c */
+/* Finds or creates the room and adds m to it; starts the subscription. */
+void gw_room_add_member(struct gw_server *srv, const char *name, struct gw_member *m);
+/* Removes m from its room; the last member out unsubscribes. */
+void gw_room_remove_member(struct gw_member *m);
+void gw_room_on_subscribed(struct gw_server *srv, const char *name);
+void gw_room_on_unsubscribed(struct gw_server *srv, const char *name);
+void gw_room_on_message(struct gw_server *srv, const char *name, const char *data, size_t len);
+/* The pub/sub link came back: subscribe to every room with members. */
+void gw_rooms_resubscribe(struct gw_server *srv);
+/* The pub/sub link dropped: rooms forget their subscription. */
+void gw_rooms_unsubscribed_all(struct gw_server *srv);
+/* Delivers a frame to one member, honouring its state and last seq. */
+void gw_member_deliver(struct gw_member *m, struct gw_payload *p);
+/* Sends the frames held back while joining, above last_seq, and goes live. */
+void gw_member_go_live(struct gw_member *m);
+void gw_member_free(struct gw_member *m);
+/* Takes m out of its room (the caller already unlinked it from its session)
+ * and finishes it: a joined member's leave is emitted with reason; one whose
+ * join is in flight is left to the join reply, which emits it. */
+void gw_member_leave(struct gw_member *m, const char *reason);
+/* Re-reads history for the room's members that may have missed frames. */
+void gw_room_resync(struct gw_server *srv, struct gw_room *room);
+/* The command link came back: retry resyncs that failed with it. */
+void gw_rooms_resync_pending(struct gw_server *srv);
+
+/* dispatch.c */
+void gw_dispatch_frame(struct gw_session *s, const char *buf, size_t len);
+void gw_dispatch_binary(struct gw_session *s);
+void gw_join_send(struct gw_member *m); /* the room is subscribed: run the join script */
+/* Answers the publishes a member deferred until its join was sent with
+ * not_joined (the member is going away before they could be sent). */
+void gw_deferred_drop(struct gw_member *m);
+void gw_control_message(struct gw_server *srv, const char *data, size_t len);
+
+/* redis.c */
+int gw_redis_start(struct gw_server *srv);
+void gw_redis_stop(struct gw_server *srv);
+bool gw_redis_ready(const struct gw_server *srv);
+/* Looks at an error reply for conditions the link must repair (NOSCRIPT). */
+void gw_redis_check_error(struct gw_server *srv, const redisReply *reply);
+/* Sends PING; cb runs once every command sent before it has been answered. */
+int gw_redis_barrier(struct gw_server *srv, redisCallbackFn *cb, void *priv);
+/* Runs a script on the command link; returns -1 when the link is down. */
+int gw_redis_script(struct gw_server *srv, enum cm_script script, int nkeys, int argc,
+                    const char **argv, const size_t *argvlen, redisCallbackFn *cb, void *priv);
+int gw_redis_subscribe(struct gw_server *srv, const char *channel);
+int gw_redis_unsubscribe(struct gw_server *srv, const char *channel);
+/* Queues a join/leave event for chat:events (sent now, or when Redis is back)
+ * and keeps the gateway's session registry in step. */
+void gw_redis_emit(struct gw_server *srv, const char *type, const struct gw_member *m,
+                   const char *reason);
+
+/* http.c */
+int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len);
+int gw_http_mounts_init(struct gw_server *srv, struct lws_context_creation_info *info);
+
+/* ws.c */
+int gw_ws_start(struct gw_server *srv);
+void gw_ws_stop(struct gw_server *srv);
+void gw_ws_drain(struct gw_server *srv);
+
+#endif

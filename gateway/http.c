@@ -1,0 +1,331 @@
+/*
+ * HTTP on the gateway's port: health, readiness, metrics, and the room API.
+ * Static files (the web client) are served by an lws mount; the endpoints
+ * here are callback mounts. An answer that needs Redis is written when the
+ * reply arrives: the request is ref-counted so a reply that outlives its
+ * connection is dropped safely.
+ */
+#include "gw_server.h"
+
+#include "cm_keys.h"
+#include "cm_log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct gw_http_req {
+    struct gw_server *srv;
+    struct lws *wsi; /* NULL once the connection closed */
+    unsigned refs;
+    int status;
+    const char *ctype;
+    struct cm_sbuf body;
+    bool ready;        /* status and body are final */
+    bool headers_sent;
+    bool history;      /* room API: history (else members) */
+    char room[CM_ROOM_MAX + 1];
+};
+
+static struct gw_http_req *req_new(struct gw_server *srv, struct lws *wsi)
+{
+    struct gw_http_req *r = cm_calloc(1, sizeof(*r));
+    r->srv = srv;
+    r->wsi = wsi;
+    r->refs = 1;
+    cm_sbuf_init(&r->body, 0);
+    return r;
+}
+
+static void req_unref(struct gw_http_req *r)
+{
+    if (!r || --r->refs > 0)
+        return;
+    cm_sbuf_free(&r->body);
+    free(r);
+}
+
+/* Sets the answer and asks lws for a writable callback to send it. */
+static void req_answer(struct gw_http_req *r, int status, const char *ctype)
+{
+    r->status = status;
+    r->ctype = ctype;
+    r->ready = true;
+    if (r->wsi)
+        lws_callback_on_writable(r->wsi);
+}
+
+static void req_json_error(struct gw_http_req *r, int status, const char *code, const char *msg)
+{
+    cm_sbuf_reset(&r->body);
+    cm_sbuf_puts(&r->body, "{\"error\":");
+    cm_sbuf_put_json_str(&r->body, code, strlen(code));
+    cm_sbuf_puts(&r->body, ",\"message\":");
+    cm_sbuf_put_json_str(&r->body, msg, strlen(msg));
+    cm_sbuf_puts(&r->body, "}");
+    req_answer(r, status, "application/json");
+}
+
+/* ---- metrics ---- */
+
+static void metric(struct cm_sbuf *b, const char *name, const char *type, const char *help,
+                   unsigned long long v)
+{
+    cm_sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
+}
+
+static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
+{
+    const struct gw_metrics *m = &srv->m;
+    metric(b, "chat_gateway_connections", "gauge", "Open WebSocket connections.", srv->nsessions);
+    metric(b, "chat_gateway_connections_total", "counter", "WebSocket connections accepted.",
+           m->connections_total);
+    metric(b, "chat_gateway_rooms", "gauge", "Rooms with a local member.", HASH_COUNT(srv->rooms));
+    metric(b, "chat_gateway_frames_in_total", "counter", "Frames received from clients.",
+           m->frames_in);
+    metric(b, "chat_gateway_frames_out_total", "counter", "Frames written to clients.",
+           m->frames_out);
+    metric(b, "chat_gateway_publishes_total", "counter", "Chat messages stored and published.",
+           m->publishes);
+    metric(b, "chat_gateway_publish_failures_total", "counter",
+           "Chat messages refused because Redis could not store them.", m->publish_failures);
+    metric(b, "chat_gateway_joins_total", "counter", "Room joins completed.", m->joins);
+    metric(b, "chat_gateway_room_messages_total", "counter",
+           "Frames received from room channels.", m->room_messages);
+    metric(b, "chat_gateway_deliveries_total", "counter", "Room frames queued to local members.",
+           m->deliveries);
+    metric(b, "chat_gateway_slow_closes_total", "counter",
+           "Connections closed with 1013 because their send queue overflowed.", m->slow_closes);
+    metric(b, "chat_gateway_redis_reconnects_total", "counter", "Redis links lost and redone.",
+           m->redis_reconnects);
+    metric(b, "chat_gateway_redis_connected", "gauge", "1 when both Redis links are ready.",
+           gw_redis_ready(srv));
+    metric(b, "chat_gateway_event_outbox", "gauge", "Events waiting for Redis.", srv->outbox_len);
+    metric(b, "chat_gateway_draining", "gauge", "1 while draining.", srv->draining);
+    cm_sbuf_puts(b, "# HELP chat_gateway_errors_total Error frames sent, by code.\n"
+                    "# TYPE chat_gateway_errors_total counter\n");
+    for (int i = 1; i < CM_ERR__COUNT; i++)
+        cm_sbuf_printf(b, "chat_gateway_errors_total{code=\"%s\"} %llu\n",
+                       cm_err_name((enum cm_err)i), (unsigned long long)m->errors[i]);
+}
+
+/* ---- room API ---- */
+
+static void on_api_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct gw_http_req *req = priv;
+    redisReply *reply = r;
+    const char *field = req->history ? "messages" : "members";
+    redisReply *items = NULL;
+
+    if (reply && reply->type == REDIS_REPLY_ARRAY) {
+        /* history: {seq, epoch, items}; members: items */
+        items = req->history ? (reply->elements == 3 ? reply->element[2] : NULL) : reply;
+    } else if (reply) {
+        gw_redis_check_error(req->srv, reply);
+    }
+    if (!items || items->type != REDIS_REPLY_ARRAY) {
+        req_json_error(req, 503, "unavailable", "the broker is unreachable");
+    } else {
+        cm_sbuf_reset(&req->body);
+        cm_sbuf_puts(&req->body, "{\"room\":");
+        cm_sbuf_put_json_str(&req->body, req->room, strlen(req->room));
+        cm_sbuf_printf(&req->body, ",\"%s\":[", field);
+        for (size_t i = 0; i < items->elements; i++) {
+            if (items->element[i]->type != REDIS_REPLY_STRING)
+                continue;
+            if (i)
+                cm_sbuf_puts(&req->body, ",");
+            cm_sbuf_append(&req->body, items->element[i]->str, items->element[i]->len);
+        }
+        cm_sbuf_puts(&req->body, "]}");
+        req_answer(req, 200, "application/json");
+    }
+    req_unref(req);
+}
+
+static long long url_arg(struct lws *wsi, const char *name, long long def, long long lo,
+                         long long hi, bool *bad)
+{
+    char buf[32];
+    if (lws_get_urlarg_by_name(wsi, name, buf, sizeof(buf)) == NULL)
+        return def;
+    char *end;
+    long long v = strtoll(buf, &end, 10);
+    if (end == buf || *end || v < lo || v > hi)
+        *bad = true;
+    return v;
+}
+
+/* GET /api/rooms/{room}/history|members */
+static void api_rooms(struct gw_http_req *req, const char *path)
+{
+    struct gw_server *srv = req->srv;
+    const char *room = path + strlen("/api/rooms/");
+    const char *slash = strchr(room, '/');
+    if (!slash || !cm_room_valid(room, (size_t)(slash - room))) {
+        req_json_error(req, 404, "invalid_room", "no such endpoint or invalid room name");
+        return;
+    }
+    snprintf(req->room, sizeof(req->room), "%.*s", (int)(slash - room), room);
+    bool history = strcmp(slash, "/history") == 0;
+    if (!history && strcmp(slash, "/members") != 0) {
+        req_json_error(req, 404, "not_found", "no such endpoint");
+        return;
+    }
+    char k1[CM_KEY_MAX], k2[CM_KEY_MAX], before[24], limit[24];
+    const char *argv[5];
+    size_t argvlen[5];
+    int argc = 1, nkeys = 1;
+    if (history) {
+        bool bad = false;
+        long long lim = url_arg(req->wsi, "limit=", CM_HISTORY_DEFAULT, 1, CM_HISTORY_LIMIT, &bad);
+        long long bef = url_arg(req->wsi, "before=", 0, 1, CM_SEQ_MAX, &bad);
+        if (bad) {
+            req_json_error(req, 400, "bad_request", "limit must be 1-500, before a seq >= 1");
+            return;
+        }
+        cm_key_room(k1, CM_ROOM_META, req->room);
+        cm_key_room(k2, CM_ROOM_HISTORY, req->room);
+        snprintf(before, sizeof(before), "%lld", bef);
+        snprintf(limit, sizeof(limit), "%lld", lim);
+        argv[0] = k1, argv[1] = k2, argv[2] = "before", argv[3] = before, argv[4] = limit;
+        argc = 5, nkeys = 2;
+    } else {
+        cm_key_room(k1, CM_ROOM_MEMBERS, req->room);
+        argv[0] = k1;
+    }
+    for (int i = 0; i < argc; i++)
+        argvlen[i] = strlen(argv[i]);
+    req->history = history;
+    req->refs++;
+    if (gw_redis_script(srv, history ? CM_SCRIPT_HISTORY : CM_SCRIPT_MEMBERS, nkeys, argc, argv,
+                        argvlen, on_api_reply, req) != 0) {
+        req->refs--;
+        req_json_error(req, 503, "unavailable", "the broker is unreachable");
+    }
+}
+
+static void route(struct gw_http_req *req, const char *path, bool get)
+{
+    struct gw_server *srv = req->srv;
+    if (strncmp(path, "/api/rooms/", 11) == 0) {
+        if (strstr(path, "/messages") && !get) {
+            req_json_error(req, 404, "not_found", "server push is not enabled (no --api-key)");
+            return;
+        }
+        if (!get) {
+            req_json_error(req, 405, "bad_request", "method not allowed");
+            return;
+        }
+        api_rooms(req, path);
+        return;
+    }
+    if (!get) {
+        req_json_error(req, 405, "bad_request", "method not allowed");
+    } else if (strcmp(path, "/healthz") == 0) {
+        cm_sbuf_puts(&req->body, "ok\n");
+        req_answer(req, 200, "text/plain");
+    } else if (strcmp(path, "/readyz") == 0) {
+        bool ready = gw_redis_ready(srv) && !srv->draining;
+        cm_sbuf_puts(&req->body, ready ? "ready\n" : srv->draining ? "draining\n"
+                                                                    : "redis unavailable\n");
+        req_answer(req, ready ? 200 : 503, "text/plain");
+    } else if (strcmp(path, "/metrics") == 0) {
+        render_metrics(srv, &req->body);
+        req_answer(req, 200, "text/plain; version=0.0.4");
+    } else {
+        req_json_error(req, 404, "not_found", "no such endpoint");
+    }
+}
+
+static int http_request(struct gw_server *srv, struct lws *wsi, struct gw_pss *pss)
+{
+    char path[256];
+    bool get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
+    int n = lws_hdr_copy(wsi, path, sizeof(path), get ? WSI_TOKEN_GET_URI : WSI_TOKEN_POST_URI);
+    if (n < 0) {
+        lws_return_http_status(wsi, HTTP_STATUS_REQ_URI_TOO_LONG, NULL);
+        return -1;
+    }
+    req_unref(pss->http);
+    pss->http = req_new(srv, wsi);
+    route(pss->http, path, get);
+    return 0;
+}
+
+/* Writes the headers, then (on the next writable) the body. */
+static int http_writable(struct gw_pss *pss, struct lws *wsi)
+{
+    struct gw_http_req *req = pss->http;
+    if (!req || !req->ready)
+        return 0;
+    if (!req->headers_sent) {
+        unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
+                                          *end = buf + sizeof(buf) - 1;
+        if (lws_add_http_common_headers(wsi, (unsigned int)req->status, req->ctype,
+                                        req->body.len, &p, end) ||
+            lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                        (const unsigned char *)"no-store", 8, &p, end) ||
+            lws_finalize_write_http_header(wsi, start, &p, end))
+            return -1;
+        req->headers_sent = true;
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    size_t len = req->body.len;
+    unsigned char *out = cm_malloc(LWS_PRE + len + 1);
+    memcpy(out + LWS_PRE, cm_sbuf_data(&req->body), len);
+    int n = lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
+    free(out);
+    pss->http = NULL;
+    req->wsi = NULL;
+    req_unref(req);
+    if (n < 0 || lws_http_transaction_completed(wsi))
+        return -1;
+    return 0;
+}
+
+int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len)
+{
+    struct gw_pss *pss = user;
+    struct gw_server *srv = lws_context_user(lws_get_context(wsi));
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return http_request(srv, wsi, pss);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return http_writable(pss, wsi);
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (pss && pss->http) {
+            pss->http->wsi = NULL;
+            req_unref(pss->http);
+            pss->http = NULL;
+        }
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+int gw_http_mounts_init(struct gw_server *srv, struct lws_context_creation_info *info)
+{
+    /* Longest match wins: the endpoints, then everything else from web root. */
+    static struct lws_http_mount mounts[5];
+    static const char *const dynamic[] = {"/healthz", "/readyz", "/metrics", "/api"};
+    memset(mounts, 0, sizeof(mounts));
+    for (int i = 0; i < 4; i++) {
+        mounts[i].mount_next = &mounts[i + 1];
+        mounts[i].mountpoint = dynamic[i];
+        mounts[i].mountpoint_len = (unsigned char)strlen(dynamic[i]);
+        mounts[i].origin = "http";
+        mounts[i].origin_protocol = LWSMPRO_CALLBACK;
+    }
+    mounts[4].mountpoint = "/";
+    mounts[4].mountpoint_len = 1;
+    mounts[4].origin = srv->cfg.web_root;
+    mounts[4].def = "index.html";
+    mounts[4].origin_protocol = LWSMPRO_FILE;
+    info->mounts = mounts;
+    return 0;
+}

@@ -1,0 +1,183 @@
+/*
+ * chat-gateway: terminates WebSockets and HTTP, publishes chat messages to
+ * Redis and delivers room traffic to local members. One process, one libuv
+ * loop shared by libwebsockets and hiredis; no threads, no blocking calls.
+ */
+#include "gw_server.h"
+
+#include "cm_config.h"
+#include "cm_log.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define OPT(field) offsetof(struct gw_config, field)
+#define BIG 1000000000LL
+
+static const struct cm_option options[] = {
+    {"listen", CM_OPT_STR, OPT(listen), "127.0.0.1:8080", "HOST:PORT",
+     "address for WebSocket (/ws) and HTTP", 0, 0, cm_check_hostport},
+    {"redis", CM_OPT_STR, OPT(redis), "redis://127.0.0.1:6379", "URL",
+     "Redis URL: redis://[[user]:password@]host[:port][/db]", 0, 0, cm_check_redis_url},
+    {"id", CM_OPT_STR, OPT(id), NULL, "ID", "gateway id, unique in the cluster (default: random)",
+     0, 0, cm_check_id},
+    {"web-root", CM_OPT_STR, OPT(web_root), CHAT_WEB_ROOT, "DIR", "static files served at /", 0,
+     0, NULL},
+    {"history-max", CM_OPT_INT, OPT(history_max), "1000", "N", "messages kept per room", 1,
+     1000000, NULL},
+    {"message-bytes", CM_OPT_INT, OPT(message_bytes), "4096", "N",
+     "largest chat message, in bytes", 1, 1 << 20, NULL},
+    {"frame-bytes", CM_OPT_INT, OPT(frame_bytes), "65536", "N",
+     "largest client frame; larger closes with 1009", 64, 16 << 20, NULL},
+    {"send-queue-bytes", CM_OPT_INT, OPT(send_queue_bytes), "1048576", "N",
+     "bytes queued per connection before it is closed with 1013", 4096, 1LL << 30, NULL},
+    {"rooms", CM_OPT_INT, OPT(rooms), "100", "N", "rooms one connection may join", 1, 100000,
+     NULL},
+    {"rate-per-sec", CM_OPT_INT, OPT(rate_per_sec), "20", "N",
+     "chat messages per second per connection", 1, BIG, NULL},
+    {"rate-burst", CM_OPT_INT, OPT(rate_burst), "40", "N",
+     "messages a connection may send at once before the rate applies", 1, BIG, NULL},
+    {"max-bad-frames", CM_OPT_INT, OPT(max_bad_frames), "5", "N",
+     "bad frames in a row that close the connection with 1008", 1, 1000, NULL},
+    {"ping-interval-s", CM_OPT_INT, OPT(ping_interval_s), "25", "S",
+     "ping a connection silent this long", 1, 3600, NULL},
+    {"ping-timeout-s", CM_OPT_INT, OPT(ping_timeout_s), "60", "S",
+     "hang up on a connection silent this long (reason timeout)", 2, 7200, NULL},
+    {"drain-ms", CM_OPT_INT, OPT(drain_ms), "5000", "MS",
+     "on SIGTERM, how long to wait for clients to be told and flushed", 0, 600000, NULL},
+    {"heartbeat-ms", CM_OPT_INT, OPT(heartbeat_ms), "1000", "MS",
+     "how often the gateway tells Redis it is alive", 50, 60000, NULL},
+    {"log-level", CM_OPT_STR, OPT(log_level), "info", "LEVEL", "debug, info, warn or error", 0, 0,
+     NULL},
+};
+
+static const struct cm_program program = {
+    "chat-gateway", CHAT_VERSION, "WebSocket gateway of the chat cluster"};
+
+/* ---- shutdown ---- */
+
+static void finish(struct gw_server *srv)
+{
+    if (srv->stopping)
+        return;
+    CM_INFO("gateway %s stopping", srv->cfg.id);
+    srv->stopping = true;
+    uv_stop(srv->loop);
+}
+
+static void on_flushed(redisAsyncContext *ac, void *r, void *priv)
+{
+    finish(priv);
+}
+
+static void on_drain_tick(uv_timer_t *t)
+{
+    struct gw_server *srv = t->data;
+    bool timed_out = cm_mono_ms() - srv->started_ms >= srv->cfg.drain_ms;
+    if (srv->nsessions > 0 && !timed_out)
+        return;
+    uv_timer_stop(t);
+    if (timed_out && srv->nsessions > 0)
+        CM_WARN("drain: %zu sessions still open after %lld ms", srv->nsessions, srv->cfg.drain_ms);
+    /* Leaves were queued as sessions closed; a PING answered means Redis
+     * has every one of them. Without Redis, there is nothing to wait for. */
+    if (gw_redis_barrier(srv, on_flushed, srv) != 0)
+        finish(srv);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    struct gw_server *srv = sig->data;
+    if (srv->draining) {
+        CM_WARN("second signal: stopping now");
+        finish(srv);
+        return;
+    }
+    CM_INFO("%s: draining %zu sessions (up to %lld ms)", strsignal(signum), srv->nsessions,
+            srv->cfg.drain_ms);
+    srv->draining = true;
+    srv->started_ms = cm_mono_ms(); /* drain clock */
+    gw_ws_drain(srv);
+    uv_timer_start(&srv->drain_timer, on_drain_tick, 10, 10);
+}
+
+/* ---- start-up ---- */
+
+static int configure(struct gw_server *srv, int argc, char **argv)
+{
+    static char default_id[16];
+    char err[160];
+    enum cm_log_level level;
+
+    int rc = cm_config_parse(&program, options, CM_ARRAY_LEN(options), &srv->cfg, argc, argv);
+    if (rc != CM_CONFIG_OK)
+        return rc == CM_CONFIG_EXIT ? 0 : 2;
+    if (cm_log_level_parse(srv->cfg.log_level, &level) != 0) {
+        fprintf(stderr, "error: --log-level must be debug, info, warn or error\n");
+        return 2;
+    }
+    cm_log_set_level(level);
+    if (!srv->cfg.id) {
+        strcpy(default_id, "gw-");
+        cm_random_hex(default_id + 3, 4);
+        srv->cfg.id = default_id;
+    }
+    if (srv->cfg.ping_timeout_s <= srv->cfg.ping_interval_s) {
+        fprintf(stderr, "error: --ping-timeout-s must be larger than --ping-interval-s\n");
+        return 2;
+    }
+    /* Both were checked by the option table; these cannot fail now. */
+    cm_redis_url_parse(srv->cfg.redis, &srv->redis_url, err, sizeof(err));
+    cm_hostport_parse(srv->cfg.listen, srv->listen_host, sizeof(srv->listen_host),
+                      &srv->listen_port, err, sizeof(err));
+    srv->limits = (struct cm_limits){srv->cfg.message_bytes, srv->cfg.frame_bytes,
+                                     srv->cfg.rate_per_sec, srv->cfg.rooms};
+    return -1; /* go on */
+}
+
+int main(int argc, char **argv)
+{
+    static struct gw_server srv; /* static: large, and owned by main for the run */
+    uv_loop_t loop;
+    int rc = configure(&srv, argc, argv);
+    if (rc >= 0)
+        return rc;
+
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    lws_set_log_level(LLL_ERR, NULL);
+    uv_loop_init(&loop);
+    srv.loop = &loop;
+    if (gw_ws_start(&srv) != 0) {
+        uv_loop_close(&loop);
+        return 1;
+    }
+    gw_redis_start(&srv);
+    uv_timer_init(&loop, &srv.drain_timer);
+    srv.drain_timer.data = &srv;
+    uv_signal_init(&loop, &srv.sigterm);
+    uv_signal_init(&loop, &srv.sigint);
+    srv.sigterm.data = srv.sigint.data = &srv;
+    uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&srv.sigint, on_signal, SIGINT);
+    CM_INFO("chat-gateway %s started (id %s, redis %s:%d)", CHAT_VERSION, srv.cfg.id,
+            srv.redis_url.host, srv.redis_url.port);
+
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    /* Tear down in dependency order, then let the loop run the close
+     * callbacks of every handle before closing it. */
+    gw_ws_stop(&srv);
+    gw_redis_stop(&srv);
+    uv_close((uv_handle_t *)&srv.drain_timer, NULL);
+    uv_close((uv_handle_t *)&srv.sigterm, NULL);
+    uv_close((uv_handle_t *)&srv.sigint, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0)
+        CM_WARN("event loop closed with handles still open");
+    CM_INFO("gateway %s stopped", srv.cfg.id);
+    return 0;
+}

@@ -1,0 +1,446 @@
+/*
+ * The gateway's two Redis links on the shared libuv loop: `cmd` for scripts,
+ * events and heartbeats, `sub` for room channels and the control channel.
+ * Each link reconnects on its own with capped exponential backoff and
+ * jitter, and is "ready" only once its set-up (AUTH, SELECT, SCRIPT LOAD, or
+ * the control-channel SUBSCRIBE) has been answered.
+ *
+ * Events for chat:events are queued in an outbox while the command link is
+ * down and sent, in order, when it is back, so a close during an outage
+ * still reaches the workers.
+ */
+#include "gw_server.h"
+
+#include "cm_keys.h"
+#include "cm_log.h"
+
+#include <hiredis/adapters/libuv.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define OUTBOX_MAX 100000
+
+/* A command waiting in the outbox. */
+struct gw_event {
+    struct gw_event *next;
+    int argc;
+    char **argv;
+    size_t *argvlen;
+};
+
+static void link_connect(struct gw_link *l);
+
+static const char *link_name(const struct gw_link *l)
+{
+    return l->subscriber ? "pub/sub" : "command";
+}
+
+static struct gw_link *link_of(const redisAsyncContext *ac)
+{
+    struct gw_server *srv = ac->data;
+    return srv->cmd.ac == ac ? &srv->cmd : &srv->sub;
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    link_connect(t->data);
+}
+
+static void schedule_reconnect(struct gw_link *l)
+{
+    if (l->srv->stopping)
+        return;
+    /* Exponential with full jitter in the upper half, so a fleet of
+     * gateways does not reconnect in lock-step after a broker restart. */
+    uint64_t cap = BACKOFF_MIN_MS << (l->attempt < 6 ? l->attempt : 6);
+    if (cap > BACKOFF_MAX_MS)
+        cap = BACKOFF_MAX_MS;
+    uint64_t delay = cap / 2 + (uint64_t)(rand() % (int)(cap / 2 + 1));
+    l->attempt++;
+    uv_timer_start(&l->timer, on_retry_timer, delay, 0);
+}
+
+/* ---- outbox ---- */
+
+static void on_event_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        CM_WARN("redis event write failed: %s", reply->str);
+}
+
+static int send_argv(struct gw_server *srv, int argc, const char **argv, const size_t *argvlen,
+                     redisCallbackFn *cb, void *priv)
+{
+    if (!srv->cmd.ready || !srv->cmd.ac)
+        return -1;
+    return redisAsyncCommandArgv(srv->cmd.ac, cb, priv, argc, argv, argvlen) == REDIS_OK ? 0 : -1;
+}
+
+static void outbox_free_head(struct gw_server *srv)
+{
+    struct gw_event *e = srv->outbox;
+    srv->outbox = e->next;
+    if (!srv->outbox)
+        srv->outbox_tail = NULL;
+    srv->outbox_len--;
+    for (int i = 0; i < e->argc; i++)
+        free(e->argv[i]);
+    free(e->argv);
+    free(e->argvlen);
+    free(e);
+}
+
+static void outbox_push(struct gw_server *srv, int argc, const char **argv, const size_t *argvlen)
+{
+    if (srv->outbox_len >= OUTBOX_MAX) {
+        CM_WARN("event outbox full (%d): dropping the oldest event", OUTBOX_MAX);
+        outbox_free_head(srv);
+    }
+    struct gw_event *e = cm_calloc(1, sizeof(*e));
+    e->argc = argc;
+    e->argv = cm_malloc((size_t)argc * sizeof(char *));
+    e->argvlen = cm_malloc((size_t)argc * sizeof(size_t));
+    for (int i = 0; i < argc; i++) {
+        e->argv[i] = cm_strndup(argv[i], argvlen[i]);
+        e->argvlen[i] = argvlen[i];
+    }
+    if (srv->outbox_tail)
+        srv->outbox_tail->next = e;
+    else
+        srv->outbox = e;
+    srv->outbox_tail = e;
+    srv->outbox_len++;
+}
+
+static void outbox_flush(struct gw_server *srv)
+{
+    if (srv->outbox_len)
+        CM_INFO("sending %zu events queued while Redis was unreachable", srv->outbox_len);
+    while (srv->outbox) {
+        struct gw_event *e = srv->outbox;
+        if (send_argv(srv, e->argc, (const char **)e->argv, e->argvlen, on_event_reply, NULL))
+            return;
+        outbox_free_head(srv);
+    }
+}
+
+/* Sends now, or keeps the command for when the link is back. */
+static void send_or_queue(struct gw_server *srv, int argc, const char **argv,
+                          const size_t *argvlen)
+{
+    if (srv->outbox || send_argv(srv, argc, argv, argvlen, on_event_reply, NULL) != 0)
+        outbox_push(srv, argc, argv, argvlen);
+}
+
+void gw_redis_emit(struct gw_server *srv, const char *type, const struct gw_member *m,
+                   const char *reason)
+{
+    char ts[24];
+    snprintf(ts, sizeof(ts), "%lld", (long long)cm_now_ms());
+    const char *argv[22] = {"XADD", CM_KEY_EVENTS, "MAXLEN", "~", CM_EVENTS_MAXLEN, "*",
+                            "type", type, "session", m->session_id, "mid", m->mid,
+                            "gateway", srv->cfg.id, "room", m->room_name,
+                            "nickname", m->nickname, "ts", ts};
+    size_t argvlen[22];
+    int argc = 20;
+    if (reason) {
+        argv[argc] = "reason";
+        argv[argc + 1] = reason;
+        argc += 2;
+    }
+    for (int i = 0; i < argc; i++)
+        argvlen[i] = strlen(argv[i]);
+    send_or_queue(srv, argc, argv, argvlen);
+
+    if (strcmp(type, "join") == 0) {
+        /* The registry entry lets a worker clean up if this gateway dies. */
+        struct cm_sbuf v;
+        cm_sbuf_init(&v, 0);
+        cm_sbuf_puts(&v, "{\"room\":");
+        cm_sbuf_put_json_str(&v, m->room_name, strlen(m->room_name));
+        cm_sbuf_puts(&v, ",\"nickname\":");
+        cm_sbuf_put_json_str(&v, m->nickname, strlen(m->nickname));
+        cm_sbuf_printf(&v, ",\"mid\":\"%s\",\"session\":\"%s\"}", m->mid, m->session_id);
+        const char *hargv[] = {"HSET", srv->sessions_key, m->mid, cm_sbuf_data(&v)};
+        size_t hlen[] = {4, strlen(srv->sessions_key), strlen(m->mid), v.len};
+        send_or_queue(srv, 4, hargv, hlen);
+        cm_sbuf_free(&v);
+    }
+}
+
+/* ---- scripts and commands ---- */
+
+static void load_scripts(struct gw_link *l);
+
+int gw_redis_script(struct gw_server *srv, enum cm_script script, int nkeys, int argc,
+                    const char **argv, const size_t *argvlen, redisCallbackFn *cb, void *priv)
+{
+    const char *args[24];
+    size_t lens[24];
+    char nk[12];
+    if (argc + 3 > 24)
+        return -1;
+    snprintf(nk, sizeof(nk), "%d", nkeys);
+    args[0] = "EVALSHA", lens[0] = 7;
+    args[1] = srv->script_sha[script], lens[1] = 40;
+    args[2] = nk, lens[2] = strlen(nk);
+    memcpy(args + 3, argv, (size_t)argc * sizeof(*argv));
+    memcpy(lens + 3, argvlen, (size_t)argc * sizeof(*argvlen));
+    return send_argv(srv, argc + 3, args, lens, cb, priv);
+}
+
+bool gw_redis_ready(const struct gw_server *srv)
+{
+    return srv->cmd.ready && srv->sub.ready;
+}
+
+void gw_redis_check_error(struct gw_server *srv, const redisReply *reply)
+{
+    /* The script cache was flushed under us (SCRIPT FLUSH, or a failover to
+     * a replica that never saw SCRIPT LOAD): load them again. The request
+     * that hit it has already been answered `unavailable`. */
+    if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
+        srv->cmd.ready) {
+        CM_WARN("redis lost our scripts; loading them again");
+        load_scripts(&srv->cmd);
+    }
+}
+
+/* ---- link set-up ---- */
+
+static void setup_done(struct gw_link *l)
+{
+    struct gw_server *srv = l->srv;
+    if (--l->setup_pending > 0)
+        return;
+    l->ready = true;
+    l->attempt = 0;
+    CM_INFO("redis %s link ready (%s:%d)", link_name(l), srv->redis_url.host, srv->redis_url.port);
+    if (l->subscriber) {
+        gw_rooms_resubscribe(srv);
+    } else {
+        outbox_flush(srv);
+        gw_rooms_resync_pending(srv);
+    }
+}
+
+static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    redisReply *reply = r;
+    struct gw_link *l = link_of(ac);
+    if (!reply)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        CM_ERROR("redis %s link set-up failed: %s", link_name(l), reply->str);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    setup_done(l);
+}
+
+static void on_script_loaded(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct gw_server *srv = ac->data;
+    redisReply *reply = r;
+    int which = (int)(intptr_t)priv;
+    if (reply && reply->type == REDIS_REPLY_STRING && reply->len == 40 && which >= 0 &&
+        which < CM_SCRIPT__COUNT)
+        memcpy(srv->script_sha[which], reply->str, 41);
+    on_setup_reply(ac, r, NULL);
+}
+
+static void load_scripts(struct gw_link *l)
+{
+    static const enum cm_script ours[] = {CM_SCRIPT_PUBLISH, CM_SCRIPT_JOIN, CM_SCRIPT_MEMBERS,
+                                          CM_SCRIPT_HISTORY};
+    for (size_t i = 0; i < CM_ARRAY_LEN(ours); i++) {
+        l->setup_pending++;
+        redisAsyncCommand(l->ac, on_script_loaded, (void *)(intptr_t)ours[i], "SCRIPT LOAD %s",
+                          cm_script_source(ours[i]));
+    }
+}
+
+/* Every pub/sub reply: subscribe confirmations, messages, unsubscribes. */
+static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct gw_server *srv = ac->data;
+    redisReply *reply = r;
+    char room[CM_ROOM_MAX + 1];
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING)
+        return;
+    const char *kind = reply->element[0]->str;
+    const redisReply *chan = reply->element[1];
+    const redisReply *data = reply->element[2];
+    bool control = strcmp(chan->str, srv->control_channel) == 0;
+    bool is_room = !control && cm_key_channel_room(chan->str, chan->len, room) == 0;
+
+    if (strcmp(kind, "message") == 0 && data->type == REDIS_REPLY_STRING) {
+        if (control)
+            gw_control_message(srv, data->str, data->len);
+        else if (is_room)
+            gw_room_on_message(srv, room, data->str, data->len);
+    } else if (strcmp(kind, "subscribe") == 0) {
+        if (control)
+            setup_done(&srv->sub);
+        else if (is_room)
+            gw_room_on_subscribed(srv, room);
+    } else if (strcmp(kind, "unsubscribe") == 0 && is_room) {
+        gw_room_on_unsubscribed(srv, room);
+    }
+}
+
+int gw_redis_subscribe(struct gw_server *srv, const char *channel)
+{
+    if (!srv->sub.ready || !srv->sub.ac)
+        return -1;
+    return redisAsyncCommand(srv->sub.ac, on_sub_reply, NULL, "SUBSCRIBE %s", channel) == REDIS_OK
+               ? 0 : -1;
+}
+
+int gw_redis_unsubscribe(struct gw_server *srv, const char *channel)
+{
+    if (!srv->sub.ready || !srv->sub.ac)
+        return -1;
+    return redisAsyncCommand(srv->sub.ac, on_sub_reply, NULL, "UNSUBSCRIBE %s", channel) ==
+                   REDIS_OK ? 0 : -1;
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct gw_link *l = link_of(ac);
+    if (status != REDIS_OK) {
+        CM_WARN("redis %s link: connect failed: %s", link_name(l), ac->errstr);
+        l->ac = NULL; /* hiredis frees the context after this callback */
+        schedule_reconnect(l);
+    }
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct gw_link *l = link_of(ac);
+    struct gw_server *srv = l->srv;
+    bool was_ready = l->ready;
+    l->ac = NULL; /* freed by hiredis after this callback */
+    l->ready = false;
+    l->setup_pending = 0;
+    if (srv->stopping)
+        return;
+    if (was_ready) {
+        srv->m.redis_reconnects++;
+        CM_WARN("redis %s link lost: %s", link_name(l), status == REDIS_OK ? "closed" : ac->errstr);
+    }
+    if (l->subscriber)
+        gw_rooms_unsubscribed_all(srv);
+    schedule_reconnect(l);
+}
+
+static void link_connect(struct gw_link *l)
+{
+    struct gw_server *srv = l->srv;
+    const struct cm_redis_url *u = &srv->redis_url;
+    redisAsyncContext *ac = redisAsyncConnect(u->host, u->port);
+    if (!ac || ac->err) {
+        CM_WARN("redis %s link: %s", link_name(l), ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        schedule_reconnect(l);
+        return;
+    }
+    ac->data = srv;
+    l->ac = ac;
+    redisLibuvAttach(ac, srv->loop);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+
+    /* Set-up commands are queued at once; hiredis sends them on connect. */
+    l->setup_pending = 1; /* held until every set-up command is queued */
+    if (u->password[0]) {
+        l->setup_pending++;
+        if (u->user[0])
+            redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s %s", u->user, u->password);
+        else
+            redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s", u->password);
+    }
+    if (l->subscriber) {
+        l->setup_pending++; /* the control channel's subscribe confirmation */
+        redisAsyncCommand(ac, on_sub_reply, NULL, "SUBSCRIBE %s", srv->control_channel);
+    } else {
+        if (u->db) {
+            l->setup_pending++;
+            redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %d", u->db);
+        }
+        load_scripts(l);
+    }
+    setup_done(l);
+}
+
+/* ---- heartbeat ---- */
+
+static void on_heartbeat_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        CM_WARN("heartbeat failed: %s", reply->str);
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    struct gw_server *srv = t->data;
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)cm_now_ms());
+    const char *argv[] = {"ZADD", CM_KEY_GATEWAYS, now, srv->cfg.id};
+    size_t argvlen[] = {4, strlen(CM_KEY_GATEWAYS), strlen(now), strlen(srv->cfg.id)};
+    send_argv(srv, 4, argv, argvlen, on_heartbeat_reply, NULL);
+}
+
+int gw_redis_start(struct gw_server *srv)
+{
+    cm_key_gw_control(srv->control_channel, srv->cfg.id);
+    cm_key_gw_sessions(srv->sessions_key, srv->cfg.id);
+    srv->cmd = (struct gw_link){.srv = srv};
+    srv->sub = (struct gw_link){.srv = srv, .subscriber = true};
+    uv_timer_init(srv->loop, &srv->cmd.timer);
+    uv_timer_init(srv->loop, &srv->sub.timer);
+    srv->cmd.timer.data = &srv->cmd;
+    srv->sub.timer.data = &srv->sub;
+    uv_timer_init(srv->loop, &srv->heartbeat);
+    srv->heartbeat.data = srv;
+    uv_timer_start(&srv->heartbeat, on_heartbeat, 0, (uint64_t)srv->cfg.heartbeat_ms);
+    link_connect(&srv->cmd);
+    link_connect(&srv->sub);
+    return 0;
+}
+
+void gw_redis_stop(struct gw_server *srv)
+{
+    srv->stopping = true;
+    uv_timer_stop(&srv->heartbeat);
+    uv_close((uv_handle_t *)&srv->heartbeat, NULL);
+    uv_close((uv_handle_t *)&srv->cmd.timer, NULL);
+    uv_close((uv_handle_t *)&srv->sub.timer, NULL);
+    /* Pending callbacks run now with a NULL reply; the links are marked
+     * stopping so nothing reconnects. */
+    if (srv->cmd.ac)
+        redisAsyncFree(srv->cmd.ac);
+    srv->cmd.ac = NULL;
+    if (srv->sub.ac)
+        redisAsyncFree(srv->sub.ac);
+    srv->sub.ac = NULL;
+    srv->cmd.ready = srv->sub.ready = false;
+    if (srv->outbox_len)
+        CM_WARN("exiting with %zu events not sent to Redis", srv->outbox_len);
+    while (srv->outbox)
+        outbox_free_head(srv);
+}
+
+int gw_redis_barrier(struct gw_server *srv, redisCallbackFn *cb, void *priv)
+{
+    const char *argv[] = {"PING"};
+    size_t argvlen[] = {4};
+    return send_argv(srv, 1, argv, argvlen, cb, priv);
+}

@@ -1,0 +1,150 @@
+/*
+ * Sessions: one per WebSocket connection. A session owns its send queue and
+ * its memberships; it is ref-counted because Redis replies may arrive after
+ * the socket closed (the reply then finds wsi == NULL and drops its answer).
+ */
+#include "gw_server.h"
+
+#include "cm_log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct gw_session *gw_session_new(struct gw_server *srv, struct lws *wsi, bool v1)
+{
+    struct gw_session *s = cm_calloc(1, sizeof(*s));
+    s->srv = srv;
+    s->wsi = wsi;
+    s->refs = 1; /* lws's, dropped in gw_session_closed */
+    s->v1 = v1;
+    cm_random_hex(s->id, GW_SESSION_ID_LEN / 2);
+    s->tokens = (double)srv->cfg.rate_burst;
+    s->tokens_ms = s->last_rx_ms = cm_mono_ms();
+    if (lws_get_peer_simple(wsi, s->peer, sizeof(s->peer)) == NULL)
+        strcpy(s->peer, "?");
+    HASH_ADD_STR(srv->sessions, id, s);
+    srv->nsessions++;
+    srv->m.connections_total++;
+    return s;
+}
+
+struct gw_session *gw_session_ref(struct gw_session *s)
+{
+    s->refs++;
+    return s;
+}
+
+void gw_session_unref(struct gw_session *s)
+{
+    if (!s || --s->refs > 0)
+        return;
+    gw_pvec_clear(&s->queue);
+    if (s->rx) {
+        cm_sbuf_free(s->rx);
+        free(s->rx);
+    }
+    free(s);
+}
+
+int gw_session_send(struct gw_session *s, struct gw_payload *p)
+{
+    if (!s->wsi || s->close_code)
+        return -1;
+    if (s->queue.len > 0 &&
+        s->queue.bytes + p->len > (size_t)s->srv->cfg.send_queue_bytes) {
+        gw_session_overflow(s);
+        return -1;
+    }
+    gw_pvec_push(&s->queue, gw_payload_ref(p));
+    lws_callback_on_writable(s->wsi);
+    return 0;
+}
+
+void gw_session_overflow(struct gw_session *s)
+{
+    /* The receiver is the boss, but not of our memory: a client that cannot
+     * keep up is closed rather than buffered without bound. */
+    s->srv->m.slow_closes++;
+    CM_WARN("session %s (%s): more than %lld bytes waiting, closing 1013", s->id, s->peer,
+            s->srv->cfg.send_queue_bytes);
+    gw_session_close(s, GW_CLOSE_TOO_SLOW, "too slow", false);
+}
+
+void gw_session_send_sbuf(struct gw_session *s, struct cm_sbuf *b)
+{
+    struct gw_payload *p = gw_payload_new(cm_sbuf_data(b), b->len);
+    gw_session_send(s, p);
+    gw_payload_unref(p);
+}
+
+void gw_session_send_error(struct gw_session *s, const char *id, enum cm_err code,
+                           const char *message)
+{
+    s->srv->m.errors[code]++;
+    if (s->legacy)
+        return; /* a legacy page renders every frame as a chat line */
+    struct cm_sbuf b;
+    cm_sbuf_init(&b, 0);
+    cm_encode_error(&b, id, code, message);
+    gw_session_send_sbuf(s, &b);
+    cm_sbuf_free(&b);
+}
+
+void gw_session_close(struct gw_session *s, int code, const char *why, bool after_flush)
+{
+    if (!s->wsi || s->close_code)
+        return;
+    s->close_code = code;
+    s->close_why = why;
+    s->close_after_flush = after_flush;
+    s->we_closed = true;
+    if (!after_flush)
+        gw_pvec_clear(&s->queue);
+    lws_callback_on_writable(s->wsi);
+}
+
+int gw_session_writable(struct gw_session *s)
+{
+    if (s->close_code && (!s->close_after_flush || s->queue.len == 0)) {
+        lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
+                         (unsigned char *)s->close_why, strlen(s->close_why));
+        return -1;
+    }
+    struct gw_payload *p = gw_pvec_shift(&s->queue);
+    if (!p)
+        return 0;
+    int n = lws_write(s->wsi, p->buf + LWS_PRE, p->len, LWS_WRITE_TEXT);
+    gw_payload_unref(p);
+    if (n < 0)
+        return -1;
+    s->srv->m.frames_out++;
+    if (s->queue.len > 0 || s->close_code)
+        lws_callback_on_writable(s->wsi);
+    return 0;
+}
+
+struct gw_member *gw_session_member(struct gw_session *s, const char *room)
+{
+    for (struct gw_member *m = s->members; m; m = m->session_next)
+        if (strcmp(m->room_name, room) == 0)
+            return m;
+    return NULL;
+}
+
+void gw_session_closed(struct gw_session *s, const char *reason)
+{
+    struct gw_server *srv = s->srv;
+    CM_DEBUG("session %s (%s) closed: %s", s->id, s->peer, reason);
+    while (s->members) {
+        struct gw_member *m = s->members;
+        s->members = m->session_next;
+        m->session_next = NULL;
+        gw_member_leave(m, reason);
+    }
+    s->nrooms = 0;
+    s->wsi = NULL;
+    gw_pvec_clear(&s->queue);
+    HASH_DEL(srv->sessions, s);
+    srv->nsessions--;
+    gw_session_unref(s);
+}

@@ -1,0 +1,199 @@
+/*
+ * The libwebsockets side: context and vhost on the shared libuv loop, the
+ * protocol callback (a dispatcher whose cases call named functions), frame
+ * reassembly and size limits, keepalive, and draining.
+ */
+#include "gw_server.h"
+
+#include "cm_log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static struct gw_server *server_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+/* Accepts an upgrade only at /ws, and not while draining. */
+static int ws_filter(struct gw_server *srv, struct lws *wsi)
+{
+    char uri[64];
+    if (srv->draining)
+        return -1;
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 || strcmp(uri, "/ws") != 0)
+        return -1;
+    return 0;
+}
+
+static int ws_established(struct gw_server *srv, struct lws *wsi, struct gw_pss *pss)
+{
+    /* lws copies the protocol table per vhost: compare names, not pointers. */
+    bool v1 = strcmp(lws_get_protocol(wsi)->name, "chat.v1") == 0;
+    struct gw_session *s = gw_session_new(srv, wsi, v1);
+    pss->session = s;
+    CM_DEBUG("session %s from %s (%s)", s->id, s->peer, v1 ? "chat.v1" : "no subprotocol");
+    if (v1) {
+        struct cm_sbuf b;
+        cm_sbuf_init(&b, 0);
+        cm_encode_welcome(&b, s->id, srv->cfg.id, &srv->limits);
+        gw_session_send_sbuf(s, &b);
+        cm_sbuf_free(&b);
+    }
+    return 0;
+}
+
+static int close_now(struct gw_session *s, int code, const char *why)
+{
+    s->we_closed = true;
+    s->close_code = code;
+    lws_close_reason(s->wsi, (enum lws_close_status)code, (unsigned char *)why, strlen(why));
+    return -1;
+}
+
+/* Reassembles a message from lws's fragments and dispatches it whole.
+ * Returns -1 to close the connection. */
+static int ws_receive(struct gw_session *s, const char *in, size_t len)
+{
+    struct lws *wsi = s->wsi;
+    bool complete = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+    size_t have = s->rx ? s->rx->len : 0;
+
+    s->last_rx_ms = cm_mono_ms();
+    if (s->close_code)
+        return 0; /* closing: ignore what is still arriving */
+    if (have + len > (size_t)s->srv->cfg.frame_bytes)
+        return close_now(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "frame too large");
+    if (complete && !s->rx) {
+        /* The common case, a whole frame in one piece: no copy. */
+        if (lws_frame_is_binary(wsi))
+            gw_dispatch_binary(s);
+        else
+            gw_dispatch_frame(s, in, len);
+        return 0;
+    }
+    if (!s->rx) {
+        s->rx = cm_malloc(sizeof(*s->rx));
+        cm_sbuf_init(s->rx, 0);
+    }
+    cm_sbuf_append(s->rx, in, len);
+    if (!complete)
+        return 0;
+    if (lws_frame_is_binary(wsi))
+        gw_dispatch_binary(s);
+    else
+        gw_dispatch_frame(s, cm_sbuf_data(s->rx), s->rx->len);
+    cm_sbuf_free(s->rx);
+    free(s->rx);
+    s->rx = NULL;
+    return 0;
+}
+
+/* Why the socket went away, in the protocol's words. */
+static const char *close_reason(const struct gw_session *s)
+{
+    if (s->peer_closed)
+        return "closed";
+    if (s->we_closed)
+        return s->close_code == LWS_CLOSE_STATUS_GOINGAWAY ? "closed" : "faulted";
+    int64_t silent_ms = cm_mono_ms() - s->last_rx_ms;
+    if (silent_ms + 500 >= s->srv->cfg.ping_timeout_s * 1000)
+        return "timeout";
+    return "faulted";
+}
+
+static int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                          size_t len)
+{
+    struct gw_pss *pss = user;
+    struct gw_server *srv = server_of(wsi);
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return ws_filter(srv, wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+        return ws_established(srv, wsi, pss);
+    case LWS_CALLBACK_RECEIVE:
+        return pss->session ? ws_receive(pss->session, in, len) : -1;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return pss->session ? gw_session_writable(pss->session) : 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (pss->session)
+            pss->session->peer_closed = true;
+        return 0;
+    case LWS_CALLBACK_CLOSED:
+        if (pss->session) {
+            gw_session_closed(pss->session, close_reason(pss->session));
+            pss->session = NULL;
+        }
+        return 0;
+    default:
+        return gw_http_callback(wsi, reason, user, in, len);
+    }
+}
+
+int gw_ws_start(struct gw_server *srv)
+{
+    static struct lws_protocols protocols[] = {
+        /* [0] serves HTTP and WebSockets that offer no subprotocol (legacy
+         * pages); [1] those that negotiate chat.v1 and get `welcome`. */
+        {"http", gw_ws_callback, sizeof(struct gw_pss), 0, 0, NULL, 0},
+        {"chat.v1", gw_ws_callback, sizeof(struct gw_pss), 0, 0, NULL, 0},
+        {NULL, NULL, 0, 0, 0, NULL, 0},
+    };
+    static lws_retry_bo_t keepalive;
+    struct lws_context_creation_info info;
+    void *loops[] = {srv->loop};
+
+    keepalive.secs_since_valid_ping = (uint16_t)srv->cfg.ping_interval_s;
+    keepalive.secs_since_valid_hangup = (uint16_t)srv->cfg.ping_timeout_s;
+
+    memset(&info, 0, sizeof(info));
+    info.port = srv->listen_port;
+    info.iface = srv->listen_host;
+    info.protocols = protocols;
+    info.user = srv;
+    info.foreign_loops = loops;
+    info.retry_and_idle_policy = &keepalive;
+    info.timeout_secs = 10; /* handshakes and slow HTTP requests */
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                   LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
+                   LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (strchr(srv->listen_host, ':'))
+        info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
+    gw_http_mounts_init(srv, &info);
+
+    srv->lws = lws_create_context(&info);
+    if (!srv->lws) {
+        CM_ERROR("cannot listen on %s", srv->cfg.listen);
+        return -1;
+    }
+    CM_INFO("gateway %s listening on %s (ws://%s/ws)", srv->cfg.id, srv->cfg.listen,
+            srv->cfg.listen);
+    return 0;
+}
+
+void gw_ws_stop(struct gw_server *srv)
+{
+    if (srv->lws)
+        lws_context_destroy(srv->lws);
+    srv->lws = NULL;
+}
+
+void gw_ws_drain(struct gw_server *srv)
+{
+    struct gw_session *s, *tmp;
+    struct cm_sbuf b;
+    cm_sbuf_init(&b, 0);
+    HASH_ITER(hh, srv->sessions, s, tmp) {
+        if (!s->legacy && s->wsi) {
+            /* Spread the reconnects so the other gateways are not hit by
+             * every client in the same instant. */
+            cm_sbuf_reset(&b);
+            cm_encode_reconnect(&b, "shutdown", 100 + rand() % 900);
+            gw_session_send_sbuf(s, &b);
+        }
+        gw_session_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "gateway draining", true);
+    }
+    cm_sbuf_free(&b);
+}
