@@ -27,6 +27,8 @@
 
 #define GW_SESSION_ID_LEN 16
 #define GW_CLOSE_TOO_SLOW 1013 /* "try again later": lws 4.1 has no name for it */
+/* lws-write.h keeps 4 for a close frame but does not name it in 4.1. */
+#define GW_LWS_WRITE_CLOSE ((enum lws_write_protocol)4)
 #define GW_MID_MAX 40
 
 struct gw_config {
@@ -131,6 +133,7 @@ struct gw_session {
     int close_code;      /* when non-zero, close with it at the next writable */
     const char *close_why;
     bool close_after_flush; /* send what is queued first (drain) */
+    bool close_sent;        /* our close frame is written */
     int bad_frames;      /* bad frames in a row */
     uint32_t joins;      /* memberships ever made, for mids */
     size_t nrooms;
@@ -276,7 +279,8 @@ void gw_redis_stop(struct gw_server *srv);
 bool gw_redis_ready(const struct gw_server *srv);
 /* Looks at an error reply for conditions the link must repair (NOSCRIPT). */
 void gw_redis_check_error(struct gw_server *srv, const redisReply *reply);
-/* Sends PING; cb runs once every command sent before it has been answered. */
+/* Unregisters the gateway from chat:gateways and sends PING; cb runs once
+ * every command sent before it has been answered. For the end of a drain. */
 int gw_redis_barrier(struct gw_server *srv, redisCallbackFn *cb, void *priv);
 /* Runs a script on the command link; returns -1 when the link is down. */
 int gw_redis_script(struct gw_server *srv, enum cm_script script, int nkeys, int argc,
@@ -287,6 +291,9 @@ int gw_redis_unsubscribe(struct gw_server *srv, const char *channel);
  * and keeps the gateway's session registry in step. */
 void gw_redis_emit(struct gw_server *srv, const char *type, const struct gw_member *m,
                    const char *reason);
+
+/* redis_uv.c: hiredis's event hooks on the libuv loop; 0 or -1. */
+int gw_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
 
 /* http.c */
 int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

@@ -14,7 +14,6 @@
 #include "cm_keys.h"
 #include "cm_log.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +58,7 @@ static void schedule_reconnect(struct gw_link *l)
         cap = BACKOFF_MAX_MS;
     uint64_t delay = cap / 2 + (uint64_t)(rand() % (int)(cap / 2 + 1));
     l->attempt++;
+    CM_DEBUG("redis %s link: reconnecting in %llu ms", link_name(l), (unsigned long long)delay);
     uv_timer_start(&l->timer, on_retry_timer, delay, 0);
 }
 
@@ -314,7 +314,9 @@ static void on_connect(const redisAsyncContext *ac, int status)
 {
     struct gw_link *l = link_of(ac);
     if (status != REDIS_OK) {
-        CM_WARN("redis %s link: connect failed: %s", link_name(l), ac->errstr);
+        /* Once per outage at WARN; the retries that follow at DEBUG. */
+        cm_log(l->attempt <= 1 ? CM_LOG_WARN : CM_LOG_DEBUG, "redis %s link: connect failed: %s",
+               link_name(l), ac->errstr);
         l->ac = NULL; /* hiredis frees the context after this callback */
         schedule_reconnect(l);
     }
@@ -351,9 +353,14 @@ static void link_connect(struct gw_link *l)
         schedule_reconnect(l);
         return;
     }
+    if (gw_redis_uv_attach(ac, srv->loop) != 0) {
+        CM_ERROR("redis %s link: cannot watch the socket", link_name(l));
+        redisAsyncFree(ac);
+        schedule_reconnect(l);
+        return;
+    }
     ac->data = srv;
     l->ac = ac;
-    redisLibuvAttach(ac, srv->loop);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
 
@@ -440,6 +447,11 @@ void gw_redis_stop(struct gw_server *srv)
 
 int gw_redis_barrier(struct gw_server *srv, redisCallbackFn *cb, void *priv)
 {
+    /* A gateway that leaves cleanly takes itself off the liveness list, so
+     * no worker later mistakes it for a dead one. */
+    const char *zrem[] = {"ZREM", CM_KEY_GATEWAYS, srv->cfg.id};
+    size_t zremlen[] = {4, strlen(CM_KEY_GATEWAYS), strlen(srv->cfg.id)};
+    send_argv(srv, 3, zrem, zremlen, on_event_reply, NULL);
     const char *argv[] = {"PING"};
     size_t argvlen[] = {4};
     return send_argv(srv, 1, argv, argvlen, cb, priv);

@@ -106,9 +106,24 @@ void gw_session_close(struct gw_session *s, int code, const char *why, bool afte
 int gw_session_writable(struct gw_session *s)
 {
     if (s->close_code && (!s->close_after_flush || s->queue.len == 0)) {
-        lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
-                         (unsigned char *)s->close_why, strlen(s->close_why));
-        return -1;
+        if (s->close_sent)
+            return 0;
+        /* lws 4.1 (with libuv) kills the socket without the close frame
+         * when a WRITEABLE callback returns -1 after lws_close_reason, so
+         * write the frame ourselves and let the peer's answering close (or
+         * the timeout) end the connection. */
+        unsigned char frame[LWS_PRE + 125];
+        size_t n = strlen(s->close_why);
+        if (n > 120)
+            n = 120;
+        frame[LWS_PRE] = (unsigned char)(s->close_code >> 8);
+        frame[LWS_PRE + 1] = (unsigned char)(s->close_code & 0xff);
+        memcpy(frame + LWS_PRE + 2, s->close_why, n);
+        s->close_sent = true;
+        if (lws_write(s->wsi, frame + LWS_PRE, n + 2, GW_LWS_WRITE_CLOSE) < 0)
+            return -1;
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
+        return 0;
     }
     struct gw_payload *p = gw_pvec_shift(&s->queue);
     if (!p)

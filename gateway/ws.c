@@ -47,6 +47,7 @@ static int close_now(struct gw_session *s, int code, const char *why)
 {
     s->we_closed = true;
     s->close_code = code;
+    s->close_why = why;
     lws_close_reason(s->wsi, (enum lws_close_status)code, (unsigned char *)why, strlen(why));
     return -1;
 }
@@ -92,10 +93,10 @@ static int ws_receive(struct gw_session *s, const char *in, size_t len)
 /* Why the socket went away, in the protocol's words. */
 static const char *close_reason(const struct gw_session *s)
 {
-    if (s->peer_closed)
-        return "closed";
     if (s->we_closed)
         return s->close_code == LWS_CLOSE_STATUS_GOINGAWAY ? "closed" : "faulted";
+    if (s->peer_closed)
+        return "closed";
     int64_t silent_ms = cm_mono_ms() - s->last_rx_ms;
     if (silent_ms + 500 >= s->srv->cfg.ping_timeout_s * 1000)
         return "timeout";
