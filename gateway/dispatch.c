@@ -100,18 +100,6 @@ static bool take_token(struct gw_session *s)
     return true;
 }
 
-static void member_unlink(struct gw_session *s, struct gw_member *m)
-{
-    for (struct gw_member **pp = &s->members; *pp; pp = &(*pp)->session_next) {
-        if (*pp == m) {
-            *pp = m->session_next;
-            break;
-        }
-    }
-    m->session_next = NULL;
-    s->nrooms--;
-}
-
 /* ---- publish ---- */
 
 static void on_publish_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -221,7 +209,7 @@ static void send_message(struct gw_session *s, struct gw_member *m, const struct
 static void join_failed(struct gw_member *m, const char *id, const char *why)
 {
     struct gw_session *s = m->session;
-    member_unlink(s, m);
+    gw_session_unlink_member(s, m);
     gw_session_send_error(s, id, CM_ERR_UNAVAILABLE, why);
     gw_room_remove_member(m);
     gw_deferred_drop(m);
@@ -424,7 +412,7 @@ static void handle_leave(struct gw_session *s, const struct cm_frame *f)
         gw_session_send_error(s, frame_id(f), CM_ERR_NOT_JOINED, "not in this room");
         return;
     }
-    member_unlink(s, m);
+    gw_session_unlink_member(s, m);
     struct cm_sbuf b;
     cm_sbuf_init(&b, 0);
     cm_encode_left(&b, frame_id(f), f->room, "left");
@@ -561,6 +549,19 @@ void gw_dispatch_frame(struct gw_session *s, const char *buf, size_t len)
     cm_frame_clear(&f);
 }
 
+void gw_member_replaced(struct gw_session *s, struct gw_member *m)
+{
+    gw_session_unlink_member(s, m);
+    if (!s->legacy) {
+        struct cm_sbuf b;
+        cm_sbuf_init(&b, 0);
+        cm_encode_left(&b, NULL, m->room_name, "replaced");
+        gw_session_send_sbuf(s, &b);
+        cm_sbuf_free(&b);
+    }
+    gw_member_leave(m, "replaced");
+}
+
 /* A message on the gateway's control channel, from a join script:
  * {"type":"replaced","session":...,"mid":...,"room":...}. */
 void gw_control_message(struct gw_server *srv, const char *data, size_t len)
@@ -580,14 +581,7 @@ void gw_control_message(struct gw_server *srv, const char *data, size_t len)
     HASH_FIND_STR(srv->sessions, sid, s);
     if (!s || !(m = gw_session_member(s, room)) || strcmp(m->mid, mid) != 0)
         goto out; /* already gone */
-    member_unlink(s, m);
-    struct cm_sbuf b;
-    cm_sbuf_init(&b, 0);
-    cm_encode_left(&b, NULL, room, "replaced");
-    if (!s->legacy)
-        gw_session_send_sbuf(s, &b);
-    cm_sbuf_free(&b);
-    gw_member_leave(m, "replaced");
+    gw_member_replaced(s, m);
 out:
     cJSON_Delete(msg);
 }

@@ -168,6 +168,7 @@ struct gw_link {
     bool ready;            /* connected, authenticated, set up */
     bool subscriber;       /* the pub/sub link */
     unsigned attempt;      /* reconnect attempts since the last success */
+    bool was_ready;        /* has been ready before: a new ready is a reconnect */
     uv_timer_t timer;      /* reconnect timer */
     int setup_pending;     /* replies still awaited before ready */
 };
@@ -237,6 +238,8 @@ void gw_session_closed(struct gw_session *s, const char *reason);
 /* Writes the next queued frame; returns -1 to make lws close the socket. */
 int gw_session_writable(struct gw_session *s);
 struct gw_member *gw_session_member(struct gw_session *s, const char *room);
+/* Takes m off the session's list of memberships. */
+void gw_session_unlink_member(struct gw_session *s, struct gw_member *m);
 
 /* room.c */
 /* Finds or creates the room and adds m to it; starts the subscription. */
@@ -272,6 +275,8 @@ void gw_join_send(struct gw_member *m); /* the room is subscribed: run the join 
  * not_joined (the member is going away before they could be sent). */
 void gw_deferred_drop(struct gw_member *m);
 void gw_control_message(struct gw_server *srv, const char *data, size_t len);
+/* Another session took m's nickname: tell ours `left` (replaced), drop m. */
+void gw_member_replaced(struct gw_session *s, struct gw_member *m);
 
 /* redis.c */
 int gw_redis_start(struct gw_server *srv);
@@ -291,6 +296,13 @@ int gw_redis_unsubscribe(struct gw_server *srv, const char *channel);
  * and keeps the gateway's session registry in step. */
 void gw_redis_emit(struct gw_server *srv, const char *type, const struct gw_member *m,
                    const char *reason);
+
+/* The gateway's session registry (chat:gw:<id>:sessions), kept in step. */
+void gw_redis_registry_add(struct gw_server *srv, const struct gw_member *m);
+void gw_redis_registry_del(struct gw_server *srv, const char *mid);
+
+/* reassert.c: re-registers every live membership under a new mid. */
+void gw_reassert_all(struct gw_server *srv);
 
 /* redis_uv.c: hiredis's event hooks on the libuv loop; 0 or -1. */
 int gw_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);

@@ -25,8 +25,9 @@ static const struct cm_option options[] = {
      "Redis URL: redis://[[user]:password@]host[:port][/db]", 0, 0, cm_check_redis_url},
     {"id", CM_OPT_STR, OPT(id), NULL, "ID", "gateway id, unique in the cluster (default: random)",
      0, 0, cm_check_id},
-    {"web-root", CM_OPT_STR, OPT(web_root), CHAT_WEB_ROOT, "DIR", "static files served at /", 0,
-     0, NULL},
+    {"web-root", CM_OPT_STR, OPT(web_root), NULL, "DIR",
+     "static files served at / (default: the installed web client, else this checkout's web/)",
+     0, 0, NULL},
     {"history-max", CM_OPT_INT, OPT(history_max), "1000", "N", "messages kept per room", 1,
      1000000, NULL},
     {"message-bytes", CM_OPT_INT, OPT(message_bytes), "4096", "N",
@@ -126,6 +127,9 @@ static int configure(struct gw_server *srv, int argc, char **argv)
         cm_random_hex(default_id + 3, 4);
         srv->cfg.id = default_id;
     }
+    if (!srv->cfg.web_root) /* a build-tree binary finds the page in its checkout */
+        srv->cfg.web_root = access(CHAT_WEB_ROOT "/index.html", R_OK) == 0 ? CHAT_WEB_ROOT
+                                                                          : CHAT_SOURCE_WEB_ROOT;
     if (srv->cfg.ping_timeout_s <= srv->cfg.ping_interval_s) {
         fprintf(stderr, "error: --ping-timeout-s must be larger than --ping-interval-s\n");
         return 2;

@@ -30,6 +30,7 @@ struct gw_event {
 };
 
 static void link_connect(struct gw_link *l);
+static void send_heartbeat(struct gw_server *srv, bool only_update);
 
 static const char *link_name(const struct gw_link *l)
 {
@@ -155,20 +156,31 @@ void gw_redis_emit(struct gw_server *srv, const char *type, const struct gw_memb
         argvlen[i] = strlen(argv[i]);
     send_or_queue(srv, argc, argv, argvlen);
 
-    if (strcmp(type, "join") == 0) {
-        /* The registry entry lets a worker clean up if this gateway dies. */
-        struct cm_sbuf v;
-        cm_sbuf_init(&v, 0);
-        cm_sbuf_puts(&v, "{\"room\":");
-        cm_sbuf_put_json_str(&v, m->room_name, strlen(m->room_name));
-        cm_sbuf_puts(&v, ",\"nickname\":");
-        cm_sbuf_put_json_str(&v, m->nickname, strlen(m->nickname));
-        cm_sbuf_printf(&v, ",\"mid\":\"%s\",\"session\":\"%s\"}", m->mid, m->session_id);
-        const char *hargv[] = {"HSET", srv->sessions_key, m->mid, cm_sbuf_data(&v)};
-        size_t hlen[] = {4, strlen(srv->sessions_key), strlen(m->mid), v.len};
-        send_or_queue(srv, 4, hargv, hlen);
-        cm_sbuf_free(&v);
-    }
+    if (strcmp(type, "join") == 0)
+        gw_redis_registry_add(srv, m);
+}
+
+void gw_redis_registry_add(struct gw_server *srv, const struct gw_member *m)
+{
+    /* The registry entry lets a worker clean up if this gateway dies. */
+    struct cm_sbuf v;
+    cm_sbuf_init(&v, 0);
+    cm_sbuf_puts(&v, "{\"room\":");
+    cm_sbuf_put_json_str(&v, m->room_name, strlen(m->room_name));
+    cm_sbuf_puts(&v, ",\"nickname\":");
+    cm_sbuf_put_json_str(&v, m->nickname, strlen(m->nickname));
+    cm_sbuf_printf(&v, ",\"mid\":\"%s\",\"session\":\"%s\"}", m->mid, m->session_id);
+    const char *argv[] = {"HSET", srv->sessions_key, m->mid, cm_sbuf_data(&v)};
+    size_t argvlen[] = {4, strlen(srv->sessions_key), strlen(m->mid), v.len};
+    send_or_queue(srv, 4, argv, argvlen);
+    cm_sbuf_free(&v);
+}
+
+void gw_redis_registry_del(struct gw_server *srv, const char *mid)
+{
+    const char *argv[] = {"HDEL", srv->sessions_key, mid};
+    size_t argvlen[] = {4, strlen(srv->sessions_key), strlen(mid)};
+    send_or_queue(srv, 3, argv, argvlen);
 }
 
 /* ---- scripts and commands ---- */
@@ -223,6 +235,10 @@ static void setup_done(struct gw_link *l)
         gw_rooms_resubscribe(srv);
     } else {
         outbox_flush(srv);
+        send_heartbeat(srv, false);
+        if (l->was_ready) /* Redis may have restarted empty: re-assert */
+            gw_reassert_all(srv);
+        l->was_ready = true;
         gw_rooms_resync_pending(srv);
     }
 }
@@ -255,7 +271,7 @@ static void on_script_loaded(redisAsyncContext *ac, void *r, void *priv)
 static void load_scripts(struct gw_link *l)
 {
     static const enum cm_script ours[] = {CM_SCRIPT_PUBLISH, CM_SCRIPT_JOIN, CM_SCRIPT_MEMBERS,
-                                          CM_SCRIPT_HISTORY};
+                                          CM_SCRIPT_HISTORY, CM_SCRIPT_REASSERT};
     for (size_t i = 0; i < CM_ARRAY_LEN(ours); i++) {
         l->setup_pending++;
         redisAsyncCommand(l->ac, on_script_loaded, (void *)(intptr_t)ours[i], "SCRIPT LOAD %s",
@@ -388,21 +404,44 @@ static void link_connect(struct gw_link *l)
 
 /* ---- heartbeat ---- */
 
+/* The beat is ZADD XX CH: it answers 0 when the gateway is no longer in
+ * chat:gateways, i.e. a worker declared it dead (it was paused, or cut off
+ * from Redis, for longer than the timeout). It then registers again and
+ * re-asserts every membership it still holds, so no member stays missing. */
 static void on_heartbeat_reply(redisAsyncContext *ac, void *r, void *priv)
 {
+    struct gw_server *srv = ac->data;
     redisReply *reply = r;
-    if (reply && reply->type == REDIS_REPLY_ERROR)
+    if (!reply)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
         CM_WARN("heartbeat failed: %s", reply->str);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0 && priv) {
+        CM_WARN("gateway %s was declared dead; registering again", srv->cfg.id);
+        send_heartbeat(srv, false);
+        gw_reassert_all(srv);
+    }
+}
+
+static void send_heartbeat(struct gw_server *srv, bool only_update)
+{
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)cm_now_ms());
+    const char *argv[] = {"ZADD", CM_KEY_GATEWAYS, "XX", "CH", now, srv->cfg.id};
+    size_t argvlen[] = {4, strlen(CM_KEY_GATEWAYS), 2, 2, strlen(now), strlen(srv->cfg.id)};
+    if (only_update)
+        send_argv(srv, 6, argv, argvlen, on_heartbeat_reply, srv);
+    else /* plain ZADD: drop XX and CH */
+        send_argv(srv, 4, (const char *[]){argv[0], argv[1], argv[4], argv[5]},
+                  (const size_t[]){argvlen[0], argvlen[1], argvlen[4], argvlen[5]},
+                  on_heartbeat_reply, NULL);
 }
 
 static void on_heartbeat(uv_timer_t *t)
 {
-    struct gw_server *srv = t->data;
-    char now[24];
-    snprintf(now, sizeof(now), "%lld", (long long)cm_now_ms());
-    const char *argv[] = {"ZADD", CM_KEY_GATEWAYS, now, srv->cfg.id};
-    size_t argvlen[] = {4, strlen(CM_KEY_GATEWAYS), strlen(now), strlen(srv->cfg.id)};
-    send_argv(srv, 4, argv, argvlen, on_heartbeat_reply, NULL);
+    send_heartbeat(t->data, true);
 }
 
 int gw_redis_start(struct gw_server *srv)

@@ -146,6 +146,18 @@ struct gw_member *gw_session_member(struct gw_session *s, const char *room)
     return NULL;
 }
 
+void gw_session_unlink_member(struct gw_session *s, struct gw_member *m)
+{
+    for (struct gw_member **pp = &s->members; *pp; pp = &(*pp)->session_next) {
+        if (*pp == m) {
+            *pp = m->session_next;
+            s->nrooms--;
+            break;
+        }
+    }
+    m->session_next = NULL;
+}
+
 void gw_session_closed(struct gw_session *s, const char *reason)
 {
     struct gw_server *srv = s->srv;
