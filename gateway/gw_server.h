@@ -48,6 +48,7 @@ struct gw_config {
     long long ping_interval_s;
     long long ping_timeout_s;
     long long drain_ms;
+    long long drain_grace_ms;
     long long heartbeat_ms;
 };
 
@@ -199,7 +200,8 @@ struct gw_server {
     size_t outbox_len;
     char control_channel[160];
     char sessions_key[160];
-    bool draining;
+    bool draining; /* SIGTERM seen: /readyz fails */
+    bool closing;  /* past the grace: upgrades refused, sessions told to go */
     bool stopping;
     uv_timer_t heartbeat;
     uv_timer_t drain_timer;

@@ -50,6 +50,8 @@ static const struct cm_option options[] = {
      "hang up on a connection silent this long (reason timeout)", 2, 7200, NULL},
     {"drain-ms", CM_OPT_INT, OPT(drain_ms), "5000", "MS",
      "on SIGTERM, how long to wait for clients to be told and flushed", 0, 600000, NULL},
+    {"drain-grace-ms", CM_OPT_INT, OPT(drain_grace_ms), "1000", "MS",
+     "on SIGTERM, fail /readyz this long before telling clients to go", 0, 600000, NULL},
     {"heartbeat-ms", CM_OPT_INT, OPT(heartbeat_ms), "1000", "MS",
      "how often the gateway tells Redis it is alive", 50, 60000, NULL},
     {"log-level", CM_OPT_STR, OPT(log_level), "info", "LEVEL", "debug, info, warn or error", 0, 0,
@@ -78,7 +80,16 @@ static void on_flushed(redisAsyncContext *ac, void *r, void *priv)
 static void on_drain_tick(uv_timer_t *t)
 {
     struct gw_server *srv = t->data;
-    bool timed_out = cm_mono_ms() - srv->started_ms >= srv->cfg.drain_ms;
+    int64_t elapsed = cm_mono_ms() - srv->started_ms;
+    bool timed_out = elapsed >= srv->cfg.drain_ms;
+    if (!srv->closing) {
+        /* First only /readyz fails, so the balancer stops sending new
+         * connections here; then the clients are told to go. */
+        if (elapsed < srv->cfg.drain_grace_ms && !timed_out)
+            return;
+        srv->closing = true;
+        gw_ws_drain(srv);
+    }
     if (srv->nsessions > 0 && !timed_out)
         return;
     uv_timer_stop(t);
@@ -102,7 +113,6 @@ static void on_signal(uv_signal_t *sig, int signum)
             srv->cfg.drain_ms);
     srv->draining = true;
     srv->started_ms = cm_mono_ms(); /* drain clock */
-    gw_ws_drain(srv);
     uv_timer_start(&srv->drain_timer, on_drain_tick, 10, 10);
 }
 

@@ -15,11 +15,11 @@ static struct gw_server *server_of(struct lws *wsi)
     return lws_context_user(lws_get_context(wsi));
 }
 
-/* Accepts an upgrade only at /ws, and not while draining. */
+/* Accepts an upgrade only at /ws, and not once a drain closes sessions. */
 static int ws_filter(struct gw_server *srv, struct lws *wsi)
 {
     char uri[64];
-    if (srv->draining)
+    if (srv->closing)
         return -1;
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 || strcmp(uri, "/ws") != 0)
         return -1;
