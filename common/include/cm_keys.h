@@ -32,8 +32,8 @@ size_t cm_key_room(char *out, enum cm_room_key which, const char *room);
 
 /* chat:gw:<id>, a gateway's control channel. */
 size_t cm_key_gw_control(char *out, const char *gateway_id);
-/* chat:gw:<id>:sessions, hash "<session>/<room>" -> member json: what a
- * gateway holds, so that a worker can clean up after it. */
+/* chat:gw:<id>:sessions, hash mid -> {"room","nickname","mid","session"}:
+ * what a gateway holds, so that a worker can clean up after it. */
 size_t cm_key_gw_sessions(char *out, const char *gateway_id);
 
 /* If channel is a room channel, copies the room name into room (65 bytes)

@@ -23,7 +23,8 @@ int cm_log_enabled(enum cm_log_level level);
 
 void cm_log(enum cm_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-void cm_vlog(enum cm_log_level level, const char *fmt, va_list ap);
+void cm_vlog(enum cm_log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 #define CM_DEBUG(...) do { if (cm_log_enabled(CM_LOG_DEBUG)) cm_log(CM_LOG_DEBUG, __VA_ARGS__); } while (0)
 #define CM_INFO(...)  cm_log(CM_LOG_INFO, __VA_ARGS__)

@@ -1,9 +1,10 @@
 /*
  * Redis connection URLs: redis://[[user]:password@]host[:port][/db].
  *
- * The user and password may be percent-encoded. A password with no user
- * ("redis://:secret@host") authenticates as the default user; a user with a
- * password uses Redis 6 ACLs (AUTH user password).
+ * The user and password may be percent-encoded (a '/' or '@' in them must
+ * be). A password with no user ("redis://:secret@host", or as redis-cli
+ * also reads it, "redis://secret@host") authenticates as the default user;
+ * a user with a password uses Redis 6 ACLs (AUTH user password).
  */
 #ifndef CM_REDIS_URL_H
 #define CM_REDIS_URL_H

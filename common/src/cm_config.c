@@ -69,8 +69,9 @@ void cm_config_usage(const struct cm_program *prog, const struct cm_option *opts
                      void *fp)
 {
     FILE *f = fp;
-    fprintf(f, "%s %s: %s\n\nUsage: %s [options]\n\nOptions (each also read from the environment "
-               "variable shown; flags win):\n",
+    fprintf(f,
+            "%s %s: %s\n\nUsage: %s [options]\n\nOptions (each also read from the environment "
+            "variable shown; flags win):\n",
             prog->name, prog->version, prog->summary, prog->name);
     for (size_t i = 0; i < nopts; i++) {
         const struct cm_option *o = &opts[i];

@@ -39,8 +39,7 @@ size_t cm_key_gw_sessions(char *out, const char *gateway_id)
 int cm_key_channel_room(const char *channel, size_t len, char *room)
 {
     size_t plen = sizeof(CM_CHANNEL_PREFIX) - 1;
-    if (len < plen + 2 || memcmp(channel, CM_CHANNEL_PREFIX, plen) != 0 ||
-        channel[len - 1] != '}')
+    if (len < plen + 2 || memcmp(channel, CM_CHANNEL_PREFIX, plen) != 0 || channel[len - 1] != '}')
         return -1;
     size_t rlen = len - plen - 1;
     if (!cm_room_valid(channel + plen, rlen))

@@ -33,11 +33,6 @@ int cm_log_enabled(enum cm_log_level level)
     return level >= min_level;
 }
 
-/* Redeclared with the format attribute (cm_log.h lacks it) so that clang's
- * -Wformat-nonliteral accepts passing fmt on to vsnprintf. */
-void cm_vlog(enum cm_log_level level, const char *fmt, va_list ap)
-    __attribute__((format(printf, 2, 0)));
-
 void cm_vlog(enum cm_log_level level, const char *fmt, va_list ap)
 {
     if (!cm_log_enabled(level))

@@ -51,8 +51,8 @@ static int parse_host(const char *hostport, struct cm_redis_url *out, char *err,
     size_t hl = strlen(hostport);
     const char *close = strchr(hostport, ']');
     bool bracket = hostport[0] == '[';
-    bool well_formed = bracket ? close && (close[1] == '\0' || close[1] == ':')
-                               : !close && !strchr(hostport, '[');
+    bool well_formed =
+        bracket ? close && (close[1] == '\0' || close[1] == ':') : !close && !strchr(hostport, '[');
 
     if (!well_formed) {
         snprintf(err, errlen, "bad host: an IPv6 address goes in brackets, e.g. [::1]:6379");

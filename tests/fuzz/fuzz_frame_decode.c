@@ -44,9 +44,9 @@ static void check_frame(const struct cm_frame *f)
         has_nick != cm_nickname_valid(f->nickname, strlen(f->nickname)) ||
         has_msg != (f->message != NULL))
         abort();
-    if (f->message && (f->message_len == 0 || f->message_len > MESSAGE_MAX ||
-                       strlen(f->message) != f->message_len ||
-                       !cm_utf8_valid(f->message, f->message_len)))
+    if (f->message &&
+        (f->message_len == 0 || f->message_len > MESSAGE_MAX ||
+         strlen(f->message) != f->message_len || !cm_utf8_valid(f->message, f->message_len)))
         abort();
     if (f->since < -1 || f->since > CM_SEQ_MAX || f->before < -1 || f->before > CM_SEQ_MAX ||
         f->history < 0 || f->history > CM_HISTORY_LIMIT || f->limit < 1 ||
@@ -65,6 +65,11 @@ static void reencode(const struct cm_frame *f, struct cm_sbuf *b)
         o = parse_back(b);
         expect_str(o, "message", f->message, f->message_len);
         expect_str(o, "nickname", f->nickname, strlen(f->nickname));
+        expect_str(o, "room", f->room, strlen(f->room));
+        cJSON_Delete(o);
+        cm_sbuf_reset(b); /* the envelope carries no id; the sender's ack does */
+        cm_encode_ack(b, id, f->room, 1);
+        o = parse_back(b);
     } else if (f->type == CM_FRAME_JOIN) {
         cm_encode_joined(b, id, f->room, f->nickname, f->since, f->epoch, "[]", "[]",
                          f->since >= 0);
