@@ -146,12 +146,14 @@ static void on_api_reply(redisAsyncContext *ac, void *r, void *priv)
 static long long url_arg(struct lws *wsi, const char *name, long long def, long long lo,
                          long long hi, bool *bad)
 {
-    char buf[32];
-    if (lws_get_urlarg_by_name(wsi, name, buf, sizeof(buf)) == NULL)
+    char buf[48];
+    /* lws copies "name=value" into buf and points at the value. */
+    const char *val = lws_get_urlarg_by_name(wsi, name, buf, sizeof(buf));
+    if (!val)
         return def;
     char *end;
-    long long v = strtoll(buf, &end, 10);
-    if (end == buf || *end || v < lo || v > hi)
+    long long v = strtoll(val, &end, 10);
+    if (end == val || *end || v < lo || v > hi)
         *bad = true;
     return v;
 }

@@ -63,18 +63,33 @@ static const struct cm_program program = {
 
 /* ---- shutdown ---- */
 
+/* Tears everything down from inside the loop, as lws wants for a foreign
+ * loop: its context finishes destroying itself in close callbacks, so the
+ * loop must keep running until every handle is closed, then uv_run returns. */
 static void finish(struct gw_server *srv)
 {
     if (srv->stopping)
         return;
     CM_INFO("gateway %s stopping", srv->cfg.id);
     srv->stopping = true;
-    uv_stop(srv->loop);
+    gw_ws_stop(srv);
+    gw_redis_stop(srv);
+    uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+    uv_close((uv_handle_t *)&srv->sigterm, NULL);
+    uv_close((uv_handle_t *)&srv->sigint, NULL);
 }
 
+static void on_finish_timer(uv_timer_t *t)
+{
+    finish(t->data);
+}
+
+/* Runs inside a hiredis callback: finish on the next loop turn instead, so
+ * the Redis link is not torn down under its own callback. */
 static void on_flushed(redisAsyncContext *ac, void *r, void *priv)
 {
-    finish(priv);
+    struct gw_server *srv = priv;
+    uv_timer_start(&srv->drain_timer, on_finish_timer, 0, 0);
 }
 
 static void on_drain_tick(uv_timer_t *t)
@@ -180,16 +195,7 @@ int main(int argc, char **argv)
     CM_INFO("chat-gateway %s started (id %s, redis %s:%d)", CHAT_VERSION, srv.cfg.id,
             srv.redis_url.host, srv.redis_url.port);
 
-    uv_run(&loop, UV_RUN_DEFAULT);
-
-    /* Tear down in dependency order, then let the loop run the close
-     * callbacks of every handle before closing it. */
-    gw_ws_stop(&srv);
-    gw_redis_stop(&srv);
-    uv_close((uv_handle_t *)&srv.drain_timer, NULL);
-    uv_close((uv_handle_t *)&srv.sigterm, NULL);
-    uv_close((uv_handle_t *)&srv.sigint, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_run(&loop, UV_RUN_DEFAULT); /* until finish() has closed every handle */
     if (uv_loop_close(&loop) != 0)
         CM_WARN("event loop closed with handles still open");
     CM_INFO("gateway %s stopped", srv.cfg.id);

@@ -132,6 +132,8 @@ static void outbox_flush(struct gw_server *srv)
 static void send_or_queue(struct gw_server *srv, int argc, const char **argv,
                           const size_t *argvlen)
 {
+    if (srv->stopping && !srv->cmd.ready)
+        return; /* shutting down: nothing will send it (logged at stop) */
     if (srv->outbox || send_argv(srv, argc, argv, argvlen, on_event_reply, NULL) != 0)
         outbox_push(srv, argc, argv, argvlen);
 }
