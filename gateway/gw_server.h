@@ -171,6 +171,8 @@ struct gw_link {
     unsigned attempt;      /* reconnect attempts since the last success */
     bool was_ready;        /* has been ready before: a new ready is a reconnect */
     uv_timer_t timer;      /* reconnect timer */
+    uv_getaddrinfo_t resolve; /* the Redis host name, off the loop */
+    bool resolving;
     int setup_pending;     /* replies still awaited before ready */
 };
 

@@ -14,6 +14,8 @@
 #include "cm_keys.h"
 #include "cm_log.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -359,11 +361,11 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     schedule_reconnect(l);
 }
 
-static void link_connect(struct gw_link *l)
+static void link_connect_to(struct gw_link *l, const char *ip)
 {
     struct gw_server *srv = l->srv;
     const struct cm_redis_url *u = &srv->redis_url;
-    redisAsyncContext *ac = redisAsyncConnect(u->host, u->port);
+    redisAsyncContext *ac = redisAsyncConnect(ip, u->port);
     if (!ac || ac->err) {
         CM_WARN("redis %s link: %s", link_name(l), ac ? ac->errstr : "out of memory");
         if (ac)
@@ -402,6 +404,50 @@ static void link_connect(struct gw_link *l)
         load_scripts(l);
     }
     setup_done(l);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct gw_link *l = req->data;
+    char ip[INET6_ADDRSTRLEN] = "";
+    l->resolving = false;
+    if (status == 0 && res) {
+        const void *addr = res->ai_family == AF_INET6
+                               ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+                               : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+        inet_ntop(res->ai_family, addr, ip, sizeof(ip));
+    }
+    uv_freeaddrinfo(res);
+    if (l->srv->stopping)
+        return;
+    if (!ip[0]) {
+        cm_log(l->attempt <= 1 ? CM_LOG_WARN : CM_LOG_DEBUG, "redis %s link: cannot resolve %s: %s",
+               link_name(l), l->srv->redis_url.host, status ? uv_strerror(status) : "no address");
+        schedule_reconnect(l);
+        return;
+    }
+    link_connect_to(l, ip);
+}
+
+/* hiredis 0.14 resolves host names with a blocking getaddrinfo, which would
+ * stall the loop on every reconnect to "redis" in a container network: a
+ * name is resolved on libuv's thread pool first, then connected to by
+ * address. */
+static void link_connect(struct gw_link *l)
+{
+    const char *host = l->srv->redis_url.host;
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1) {
+        link_connect_to(l, host);
+        return;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    l->resolve.data = l;
+    if (uv_getaddrinfo(l->srv->loop, &l->resolve, on_resolved, host, NULL, &hints) != 0) {
+        schedule_reconnect(l);
+        return;
+    }
+    l->resolving = true;
 }
 
 /* ---- heartbeat ---- */
@@ -467,6 +513,10 @@ int gw_redis_start(struct gw_server *srv)
 void gw_redis_stop(struct gw_server *srv)
 {
     srv->stopping = true;
+    if (srv->cmd.resolving)
+        uv_cancel((uv_req_t *)&srv->cmd.resolve);
+    if (srv->sub.resolving)
+        uv_cancel((uv_req_t *)&srv->sub.resolve);
     uv_timer_stop(&srv->heartbeat);
     uv_close((uv_handle_t *)&srv->heartbeat, NULL);
     uv_close((uv_handle_t *)&srv->cmd.timer, NULL);
