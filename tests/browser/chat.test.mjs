@@ -142,6 +142,8 @@ test('screenshot: two rooms, several messages, members', { timeout: 60000 }, asy
   await others.maya.join('random', 'maya');
   await others.jon.join('random', 'jon');
 
+  await say('priya', 'general', 'Release notes for 0.4 are in the shared folder.');
+  await say('jon', 'general', 'Thanks! The reconnect section reads well.');
   await say('maya', 'general', 'Morning all! Is the deploy still on for today?');
   await say('jon', 'general', 'Yes, after lunch. I will post the checklist here.');
   await say('jon', 'general', 'Gateways first, then the workers. Redis stays as it is.');

@@ -201,6 +201,25 @@ test('presence: joins and leaves with reasons, member list kept live', { timeout
   assert.match(notices, /carol dropped out \(the server they were connected to went away\)/);
 });
 
+test('a nickname taken over elsewhere: the page says so and offers to rejoin', { timeout: 30000 }, async (t) => {
+  t.after(closePages);
+  const first = await open(gws[0].http);
+  const second = await open(gws[1].http);
+  await first.join('takeover', 'sam');
+  await second.join('takeover', 'sam');
+  await first.page.waitForSelector('.room-view[data-room="takeover"][data-joined="false"]',
+    { state: 'attached', timeout: 5000 });
+  assert.ok((await first.notices('takeover')).some((n) => /from somewhere else/.test(n)));
+  assert.match(await first.page.textContent('#banner'), /no longer in this room/);
+  assert.equal(await first.page.isDisabled('#input'), true, 'cannot send while replaced');
+  await first.page.click('#banner-action');
+  await first.waitJoined('takeover');
+  await second.page.waitForSelector('.room-view[data-room="takeover"][data-joined="false"]',
+    { state: 'attached', timeout: 5000 });
+  await first.send('mine again');
+  await first.waitTexts('takeover', ['mine again']);
+});
+
 test('phone width: one column, long words wrap, members behind a button', { timeout: 30000 }, async (t) => {
   t.after(closePages);
   const a = await open(gws[0].http, { viewport: { width: 375, height: 740 } });

@@ -101,9 +101,13 @@ export async function launchBrowser({ viewport = { width: 1280, height: 800 } } 
     context,
     pids,
     async close() {
-      const closing = context.close().catch(() => {});
       // Bounded: if Chromium hangs on close, kill it by PID.
-      await Promise.race([closing, sleep(10000)]);
+      let timer;
+      await Promise.race([
+        context.close().catch(() => {}),
+        new Promise((resolve) => { timer = setTimeout(resolve, 10000); }),
+      ]);
+      clearTimeout(timer);
       killNow();
       process.off('exit', killNow);
       if (reaper) reaper.stdin.end();

@@ -281,6 +281,7 @@ class FakeGateway {
     this.conns.clear();
     for (const c of held) c.ws.terminate();
     this.server.close();
+    this.server.closeAllConnections();
     this.cluster.gateways.delete(this);
     setTimeout(() => {
       for (const c of held) {
@@ -293,6 +294,8 @@ class FakeGateway {
     for (const c of this.conns) c.ws.terminate();
     this.conns.clear();
     this.cluster.gateways.delete(this);
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise((resolve) => this.server.close(() => resolve()));
+    this.server.closeAllConnections(); // idle keep-alive HTTP connections too
+    return closed;
   }
 }
