@@ -319,6 +319,9 @@ int gw_http_mounts_init(struct gw_server *srv, struct lws_context_creation_info 
 /* ws.c */
 int gw_ws_start(struct gw_server *srv);
 void gw_ws_stop(struct gw_server *srv);
+/* After the loop has ended: completes a context destruction that had to
+ * wait for connections to close. */
+void gw_ws_destroy_finish(struct gw_server *srv);
 void gw_ws_drain(struct gw_server *srv);
 
 #endif

@@ -177,7 +177,7 @@ int main(int argc, char **argv)
         return rc;
 
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
-    lws_set_log_level(LLL_ERR, NULL);
+    lws_set_log_level(getenv("CHAT_LWS_DEBUG") ? LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_INFO : LLL_ERR, NULL);
     uv_loop_init(&loop);
     srv.loop = &loop;
     if (gw_ws_start(&srv) != 0) {
@@ -196,6 +196,7 @@ int main(int argc, char **argv)
             srv.redis_url.host, srv.redis_url.port);
 
     uv_run(&loop, UV_RUN_DEFAULT); /* until finish() has closed every handle */
+    gw_ws_destroy_finish(&srv);
     if (uv_loop_close(&loop) != 0)
         CM_WARN("event loop closed with handles still open");
     CM_INFO("gateway %s stopped", srv.cfg.id);

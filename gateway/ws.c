@@ -154,6 +154,7 @@ int gw_ws_start(struct gw_server *srv)
     info.iface = srv->listen_host;
     info.protocols = protocols;
     info.user = srv;
+    info.pcontext = &srv->lws; /* set to NULL by lws when fully destroyed */
     info.foreign_loops = loops;
     info.retry_and_idle_policy = &keepalive;
     info.timeout_secs = 10; /* handshakes and slow HTTP requests */
@@ -176,6 +177,17 @@ int gw_ws_start(struct gw_server *srv)
 
 void gw_ws_stop(struct gw_server *srv)
 {
+    /* With connections still open, lws 4.1 on a foreign loop only starts
+     * destroying here; the rest waits for gw_ws_destroy_finish once the loop
+     * has run their close callbacks. */
+    if (srv->lws)
+        lws_context_destroy(srv->lws);
+}
+
+void gw_ws_destroy_finish(struct gw_server *srv)
+{
+    /* lws writes NULL through info.pcontext when the context is gone; if it
+     * is not, the second call completes it (lws's documented sequence). */
     if (srv->lws)
         lws_context_destroy(srv->lws);
     srv->lws = NULL;
