@@ -14,4 +14,4 @@ echo "==> build"
 scripts/build.sh build -DCHAT_SANITIZED_BIN_DIR="$PWD/build-asan/bin"
 echo "==> tests"
 cd build
-exec ctest --output-on-failure --timeout 300 -j2 "$@"
+exec ctest --output-on-failure --no-label-summary --timeout 300 -j2 "$@"
