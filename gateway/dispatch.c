@@ -86,17 +86,43 @@ static void put_raw_array(struct cm_sbuf *b, const redisReply *arr)
     cm_sbuf_append(b, "]", 1);
 }
 
+/* A token bucket: refills at rate per second up to burst; takes one. */
+static bool bucket_take(double *tokens, int64_t *stamp, long long rate, long long burst)
+{
+    int64_t now = cm_mono_ms();
+    *tokens += (double)(now - *stamp) * (double)rate / 1000.0;
+    if (*tokens > (double)burst)
+        *tokens = (double)burst;
+    *stamp = now;
+    if (*tokens < 1.0)
+        return false;
+    *tokens -= 1.0;
+    return true;
+}
+
 static bool take_token(struct gw_session *s)
 {
     const struct gw_config *cfg = &s->srv->cfg;
-    int64_t now = cm_mono_ms();
-    s->tokens += (double)(now - s->tokens_ms) * (double)cfg->rate_per_sec / 1000.0;
-    if (s->tokens > (double)cfg->rate_burst)
-        s->tokens = (double)cfg->rate_burst;
-    s->tokens_ms = now;
-    if (s->tokens < 1.0)
+    return bucket_take(&s->tokens, &s->tokens_ms, cfg->rate_per_sec, cfg->rate_burst);
+}
+
+/* With authentication on, whether the token lets this frame use nickname in
+ * room; answers `forbidden` when it does not. */
+static bool claims_allow(struct gw_session *s, const struct cm_frame *f)
+{
+    const struct cm_jwt_claims *c = s->claims;
+    if (!c)
+        return true;
+    if (strcmp(f->nickname, c->sub) != 0) {
+        gw_session_send_error(s, frame_id(f), CM_ERR_FORBIDDEN,
+                              "your token allows only its own nickname (sub)");
         return false;
-    s->tokens -= 1.0;
+    }
+    if (!cm_jwt_room_allowed(c, f->room)) {
+        gw_session_send_error(s, frame_id(f), CM_ERR_FORBIDDEN,
+                              "your token does not allow this room");
+        return false;
+    }
     return true;
 }
 
@@ -128,10 +154,9 @@ static void on_publish_reply(redisAsyncContext *ac, void *r, void *priv)
     request_free(req);
 }
 
-static void publish(struct gw_session *s, const char *room, const char *tail, size_t tail_len,
-                    const char *id, bool has_id)
+int gw_publish(struct gw_server *srv, const char *room, const char *tail, size_t tail_len,
+               redisCallbackFn *cb, void *priv)
 {
-    struct gw_server *srv = s->srv;
     char meta[CM_KEY_MAX], hist[CM_KEY_MAX], chan[CM_KEY_MAX], cap[24], epoch[33];
     cm_key_room(meta, CM_ROOM_META, room);
     cm_key_room(hist, CM_ROOM_HISTORY, room);
@@ -141,8 +166,15 @@ static void publish(struct gw_session *s, const char *room, const char *tail, si
     const char *argv[] = {meta, hist, chan, tail, cap, epoch};
     size_t argvlen[] = {strlen(meta), strlen(hist), strlen(chan), tail_len, strlen(cap),
                         strlen(epoch)};
+    return gw_redis_script(srv, CM_SCRIPT_PUBLISH, 2, 6, argv, argvlen, cb, priv);
+}
+
+static void publish(struct gw_session *s, const char *room, const char *tail, size_t tail_len,
+                    const char *id, bool has_id)
+{
+    struct gw_server *srv = s->srv;
     struct gw_request *req = request_new(s, room, id, has_id);
-    if (gw_redis_script(srv, CM_SCRIPT_PUBLISH, 2, 6, argv, argvlen, on_publish_reply, req)) {
+    if (gw_publish(srv, room, tail, tail_len, on_publish_reply, req) != 0) {
         request_free(req);
         srv->m.publish_failures++;
         gw_session_send_error(s, has_id ? id : NULL, CM_ERR_UNAVAILABLE,
@@ -368,6 +400,14 @@ static struct gw_member *start_join(struct gw_session *s, const struct cm_frame 
                               "too many rooms on one connection");
         return NULL;
     }
+    if (!claims_allow(s, f))
+        return NULL;
+    const struct gw_config *cfg = &s->srv->cfg;
+    if (!bucket_take(&s->join_tokens, &s->join_tokens_ms, cfg->joins_per_sec,
+                     cfg->joins_per_sec)) {
+        gw_session_send_error(s, frame_id(f), CM_ERR_RATE_LIMITED, "too many joins; slow down");
+        return NULL;
+    }
     gw_room_add_member(s->srv, f->room, member_new(s, f));
     /* Looked up again: a join that failed at once has already been dropped. */
     return gw_session_member(s, f->room);
@@ -527,6 +567,11 @@ void gw_dispatch_frame(struct gw_session *s, const char *buf, size_t len)
     struct cm_decode_error err;
 
     s->srv->m.frames_in++;
+    if (s->claims && s->claims->exp &&
+        cm_now_ms() / 1000 > s->claims->exp + s->srv->cfg.auth_skew_s) {
+        gw_session_close(s, GW_CLOSE_UNAUTHORIZED, "token expired", false);
+        return;
+    }
     if (cm_frame_decode(buf, len, (size_t)s->srv->cfg.message_bytes, &f, &err) != 0) {
         bad_frame(s, frame_id(&f), err.code, err.message);
         cm_frame_clear(&f);

@@ -14,6 +14,7 @@
 #ifndef GW_SERVER_H
 #define GW_SERVER_H
 
+#include "cm_jwt.h"
 #include "cm_proto.h"
 #include "cm_redis_url.h"
 #include "cm_scripts.h"
@@ -27,6 +28,7 @@
 
 #define GW_SESSION_ID_LEN 16
 #define GW_CLOSE_TOO_SLOW 1013 /* "try again later": lws 4.1 has no name for it */
+#define GW_CLOSE_UNAUTHORIZED 4001
 /* lws-write.h keeps 4 for a close frame but does not name it in 4.1. */
 #define GW_LWS_WRITE_CLOSE ((enum lws_write_protocol)4)
 #define GW_MID_MAX 40
@@ -50,6 +52,16 @@ struct gw_config {
     long long drain_ms;
     long long drain_grace_ms;
     long long heartbeat_ms;
+    long long redis_timeout_ms;
+    long long joins_per_sec;
+    long long max_connections;
+    long long max_conns_per_ip;
+    const char *allowed_origins;
+    const char *auth_secret;
+    long long auth_skew_s;
+    const char *api_key;
+    const char *tls_cert;
+    const char *tls_key;
 };
 
 /* Bytes of one server frame, shared by every recipient. The LWS_PRE bytes
@@ -142,13 +154,20 @@ struct gw_session {
     struct gw_pvec queue; /* frames waiting for WRITEABLE */
     struct cm_sbuf *rx;   /* reassembly of fragmented frames, NULL when idle */
     bool rx_discard;      /* drop fragments until the frame's end */
-    double tokens;        /* rate limit bucket */
+    double tokens;        /* rate limit bucket: messages */
     int64_t tokens_ms;
+    double join_tokens;   /* rate limit bucket: joins */
+    int64_t join_tokens_ms;
+    struct cm_jwt_claims *claims; /* with --auth-secret: what the token allows */
     int64_t last_rx_ms;
     UT_hash_handle hh; /* srv->sessions by id */
 };
 
+enum gw_refused { GW_REFUSED_PER_IP, GW_REFUSED_MAX_CONNECTIONS, GW_REFUSED_ORIGIN, GW_REFUSED_AUTH,
+                  GW_REFUSED__COUNT };
+
 struct gw_metrics {
+    uint64_t refused[GW_REFUSED__COUNT]; /* upgrades refused, by reason */
     uint64_t connections_total;
     uint64_t frames_in;
     uint64_t frames_out;
@@ -170,6 +189,9 @@ struct gw_link {
     bool subscriber;       /* the pub/sub link */
     unsigned attempt;      /* reconnect attempts since the last success */
     bool was_ready;        /* has been ready before: a new ready is a reconnect */
+    bool dropping;         /* link_drop is freeing it */
+    int64_t connect_ms;    /* when the current connection attempt started */
+    int64_t probe_ms;      /* when the unanswered probe was sent; 0: none */
     uv_timer_t timer;      /* reconnect timer */
     uv_getaddrinfo_t resolve; /* the Redis host name, off the loop */
     bool resolving;
@@ -178,6 +200,7 @@ struct gw_link {
 
 struct gw_event;    /* an event waiting for the command link */
 struct gw_http_req; /* an HTTP request being answered */
+struct gw_ip;       /* connections from one peer address */
 
 /* What lws keeps per connection: a WebSocket session or an HTTP request. */
 struct gw_pss {
@@ -197,6 +220,7 @@ struct gw_server {
     char script_sha[CM_SCRIPT__COUNT][41]; /* by enum cm_script; only the gateway's */
     struct gw_room *rooms;       /* by name */
     struct gw_session *sessions; /* by id */
+    struct gw_ip *ips;           /* open connections by peer address */
     size_t nsessions;
     struct gw_event *outbox, *outbox_tail; /* events to send once Redis is back */
     size_t outbox_len;
@@ -272,6 +296,10 @@ void gw_room_resync(struct gw_server *srv, struct gw_room *room);
 void gw_rooms_resync_pending(struct gw_server *srv);
 
 /* dispatch.c */
+/* Runs the publish script for a message envelope tail (see
+ * cm_encode_message_tail); cb gets {seq, epoch}. 0, or -1 if Redis is down. */
+int gw_publish(struct gw_server *srv, const char *room, const char *tail, size_t tail_len,
+               redisCallbackFn *cb, void *priv);
 void gw_dispatch_frame(struct gw_session *s, const char *buf, size_t len);
 void gw_dispatch_binary(struct gw_session *s);
 void gw_join_send(struct gw_member *m); /* the room is subscribed: run the join script */
@@ -310,6 +338,15 @@ void gw_reassert_all(struct gw_server *srv);
 
 /* redis_uv.c: hiredis's event hooks on the libuv loop; 0 or -1. */
 int gw_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
+
+/* admission.c: the upgrade's checks. gw_admission_filter answers a refusal
+ * itself and returns -1 (lws then drops the connection). */
+int gw_admission_filter(struct gw_server *srv, struct lws *wsi);
+/* Verifies the request's token into claims; 0 or -1. */
+int gw_auth_check(struct gw_server *srv, struct lws *wsi, struct cm_jwt_claims *claims);
+void gw_ip_acquire(struct gw_server *srv, const char *addr);
+void gw_ip_release(struct gw_server *srv, const char *addr);
+void gw_ips_free(struct gw_server *srv);
 
 /* http.c */
 int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

@@ -10,8 +10,10 @@
 #include "cm_keys.h"
 #include "cm_log.h"
 
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct gw_http_req {
     struct gw_server *srv;
@@ -23,6 +25,8 @@ struct gw_http_req {
     bool ready;        /* status and body are final */
     bool headers_sent;
     bool history;      /* room API: history (else members) */
+    bool push;         /* POST .../messages: the body is being read */
+    struct cm_sbuf in; /* the request body */
     char room[CM_ROOM_MAX + 1];
 };
 
@@ -33,6 +37,7 @@ static struct gw_http_req *req_new(struct gw_server *srv, struct lws *wsi)
     r->wsi = wsi;
     r->refs = 1;
     cm_sbuf_init(&r->body, 0);
+    cm_sbuf_init(&r->in, 0);
     return r;
 }
 
@@ -41,6 +46,7 @@ static void req_unref(struct gw_http_req *r)
     if (!r || --r->refs > 0)
         return;
     cm_sbuf_free(&r->body);
+    cm_sbuf_free(&r->in);
     free(r);
 }
 
@@ -101,6 +107,23 @@ static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
            gw_redis_ready(srv));
     metric(b, "chat_gateway_event_outbox", "gauge", "Events waiting for Redis.", srv->outbox_len);
     metric(b, "chat_gateway_draining", "gauge", "1 while draining.", srv->draining);
+    static const char *const refused[] = {"per_ip", "max_connections", "origin", "auth"};
+    cm_sbuf_puts(b, "# HELP chat_gateway_refused_total WebSocket upgrades refused, by reason.\n"
+                    "# TYPE chat_gateway_refused_total counter\n");
+    for (int i = 0; i < GW_REFUSED__COUNT; i++)
+        cm_sbuf_printf(b, "chat_gateway_refused_total{reason=\"%s\"} %llu\n", refused[i],
+                       (unsigned long long)m->refused[i]);
+    const struct cm_limits *l = &srv->limits;
+    const struct { const char *name; long long v; } limits[] = {
+        {"message_bytes", l->message_bytes}, {"frame_bytes", l->frame_bytes},
+        {"rate_per_sec", l->rate_per_sec}, {"rate_burst", l->rate_burst},
+        {"rooms", l->rooms}, {"joins_per_sec", l->joins_per_sec},
+        {"send_queue_bytes", l->send_queue_bytes}, {"max_conns_per_ip", l->max_conns_per_ip},
+        {"max_connections", l->max_connections}, {"max_bad_frames", srv->cfg.max_bad_frames}};
+    cm_sbuf_puts(b, "# HELP chat_gateway_limit Configured limits (0: off).\n"
+                    "# TYPE chat_gateway_limit gauge\n");
+    for (size_t i = 0; i < CM_ARRAY_LEN(limits); i++)
+        cm_sbuf_printf(b, "chat_gateway_limit{name=\"%s\"} %lld\n", limits[i].name, limits[i].v);
     cm_sbuf_puts(b, "# HELP chat_gateway_errors_total Error frames sent, by code.\n"
                     "# TYPE chat_gateway_errors_total counter\n");
     for (int i = 1; i < CM_ERR__COUNT; i++)
@@ -207,12 +230,101 @@ static void api_rooms(struct gw_http_req *req, const char *path)
     }
 }
 
+/* ---- server push: POST /api/rooms/{room}/messages ---- */
+
+static bool key_ok(struct gw_server *srv, struct lws *wsi)
+{
+    char auth[512];
+    size_t klen = strlen(srv->cfg.api_key);
+    if (lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) <= 7 ||
+        strncasecmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) != klen)
+        return false;
+    return CRYPTO_memcmp(auth + 7, srv->cfg.api_key, klen) == 0; /* constant time */
+}
+
+/* Starts a push: checks the key; the body arrives in HTTP_BODY callbacks. */
+static void push_start(struct gw_http_req *req, const char *path)
+{
+    struct gw_server *srv = req->srv;
+    const char *room = path + strlen("/api/rooms/");
+    const char *slash = strchr(room, '/');
+    if (!srv->cfg.api_key) {
+        req_json_error(req, 404, "not_found", "server push is not enabled (no --api-key)");
+    } else if (!slash || strcmp(slash, "/messages") != 0 ||
+               !cm_room_valid(room, (size_t)(slash - room))) {
+        req_json_error(req, 404, "invalid_room", "no such endpoint or invalid room name");
+    } else if (!key_ok(srv, req->wsi)) {
+        req_json_error(req, 401, "unauthorized", "a valid API key is required");
+    } else {
+        snprintf(req->room, sizeof(req->room), "%.*s", (int)(slash - room), room);
+        req->push = true;
+    }
+}
+
+static void on_push_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct gw_http_req *req = priv;
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[0]->type == REDIS_REPLY_INTEGER) {
+        req->srv->m.publishes++;
+        cm_sbuf_reset(&req->body);
+        cm_sbuf_puts(&req->body, "{\"room\":");
+        cm_sbuf_put_json_str(&req->body, req->room, strlen(req->room));
+        cm_sbuf_printf(&req->body, ",\"seq\":%lld}", reply->element[0]->integer);
+        req_answer(req, 200, "application/json");
+    } else {
+        gw_redis_check_error(req->srv, reply);
+        req->srv->m.publish_failures++;
+        req_json_error(req, 503, "unavailable", "the message could not be stored");
+    }
+    req_unref(req);
+}
+
+static void push_body(struct gw_http_req *req, const void *in, size_t len)
+{
+    if (!req->push)
+        return;
+    if (req->in.len + len > (size_t)req->srv->cfg.frame_bytes) {
+        req->push = false;
+        req_json_error(req, 413, "too_large", "the request body is too large");
+        return;
+    }
+    cm_sbuf_append(&req->in, in, len);
+}
+
+static void push_complete(struct gw_http_req *req)
+{
+    struct gw_server *srv = req->srv;
+    struct cm_frame f;
+    struct cm_decode_error err;
+    if (!req->push)
+        return;
+    req->push = false;
+    if (cm_push_decode(cm_sbuf_data(&req->in), req->in.len, (size_t)srv->cfg.message_bytes, &f,
+                       &err) != 0) {
+        srv->m.errors[err.code]++;
+        req_json_error(req, 400, cm_err_name(err.code), err.message);
+    } else {
+        struct cm_sbuf tail;
+        cm_sbuf_init(&tail, 0);
+        cm_encode_message_tail(&tail, req->room, f.nickname, f.message, f.message_len);
+        req->refs++;
+        if (gw_publish(srv, req->room, cm_sbuf_data(&tail), tail.len, on_push_reply, req) != 0) {
+            req->refs--;
+            req_json_error(req, 503, "unavailable", "the broker is unreachable");
+        }
+        cm_sbuf_free(&tail);
+    }
+    cm_frame_clear(&f);
+}
+
 static void route(struct gw_http_req *req, const char *path, bool get)
 {
     struct gw_server *srv = req->srv;
     if (strncmp(path, "/api/rooms/", 11) == 0) {
         if (strstr(path, "/messages") && !get) {
-            req_json_error(req, 404, "not_found", "server push is not enabled (no --api-key)");
+            push_start(req, path);
             return;
         }
         if (!get) {
@@ -296,6 +408,14 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
     switch (reason) {
     case LWS_CALLBACK_HTTP:
         return http_request(srv, wsi, pss);
+    case LWS_CALLBACK_HTTP_BODY:
+        if (pss->http)
+            push_body(pss->http, in, len);
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (pss->http)
+            push_complete(pss->http);
+        return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return http_writable(pss, wsi);
     case LWS_CALLBACK_CLOSED_HTTP:

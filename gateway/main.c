@@ -42,6 +42,26 @@ static const struct cm_option options[] = {
      "chat messages per second per connection", 1, BIG, NULL},
     {"rate-burst", CM_OPT_INT, OPT(rate_burst), "40", "N",
      "messages a connection may send at once before the rate applies", 1, BIG, NULL},
+    {"joins-per-sec", CM_OPT_INT, OPT(joins_per_sec), "10", "N",
+     "room joins per second per connection (as a burst too)", 1, BIG, NULL},
+    {"max-connections", CM_OPT_INT, OPT(max_connections), "100000", "N",
+     "WebSocket connections this gateway holds; past it upgrades get 503", 1, BIG, NULL},
+    {"max-conns-per-ip", CM_OPT_INT, OPT(max_conns_per_ip), "0", "N",
+     "connections from one peer address (0: off; behind a TCP balancer limit there)", 0, BIG,
+     NULL},
+    {"allowed-origins", CM_OPT_STR, OPT(allowed_origins), NULL, "LIST",
+     "browser origins allowed to connect, comma-separated, or * (default: same host only)", 0, 0,
+     NULL},
+    {"auth-secret", CM_OPT_STR, OPT(auth_secret), NULL, "SECRET",
+     "require an HS256 JWT signed with this secret on every WebSocket", 0, 0, NULL},
+    {"auth-skew-s", CM_OPT_INT, OPT(auth_skew_s), "30", "S",
+     "clock difference allowed when checking a token's exp and nbf", 0, 3600, NULL},
+    {"api-key", CM_OPT_STR, OPT(api_key), NULL, "KEY",
+     "enable POST /api/rooms/{room}/messages for requests bearing this key", 0, 0, NULL},
+    {"tls-cert", CM_OPT_STR, OPT(tls_cert), NULL, "FILE", "serve wss:// and https:// with this "
+     "certificate (PEM; with --tls-key)", 0, 0, NULL},
+    {"tls-key", CM_OPT_STR, OPT(tls_key), NULL, "FILE", "the certificate's private key (PEM)", 0,
+     0, NULL},
     {"max-bad-frames", CM_OPT_INT, OPT(max_bad_frames), "5", "N",
      "bad frames in a row that close the connection with 1008", 1, 1000, NULL},
     {"ping-interval-s", CM_OPT_INT, OPT(ping_interval_s), "25", "S",
@@ -54,6 +74,8 @@ static const struct cm_option options[] = {
      "on SIGTERM, fail /readyz this long before telling clients to go", 0, 600000, NULL},
     {"heartbeat-ms", CM_OPT_INT, OPT(heartbeat_ms), "1000", "MS",
      "how often the gateway tells Redis it is alive", 50, 60000, NULL},
+    {"redis-timeout-ms", CM_OPT_INT, OPT(redis_timeout_ms), "3000", "MS",
+     "drop and redo a Redis link that leaves a probe unanswered this long", 100, 600000, NULL},
     {"log-level", CM_OPT_STR, OPT(log_level), "info", "LEVEL", "debug, info, warn or error", 0, 0,
      NULL},
 };
@@ -163,8 +185,21 @@ static int configure(struct gw_server *srv, int argc, char **argv)
     cm_redis_url_parse(srv->cfg.redis, &srv->redis_url, err, sizeof(err));
     cm_hostport_parse(srv->cfg.listen, srv->listen_host, sizeof(srv->listen_host),
                       &srv->listen_port, err, sizeof(err));
-    srv->limits = (struct cm_limits){srv->cfg.message_bytes, srv->cfg.frame_bytes,
-                                     srv->cfg.rate_per_sec, srv->cfg.rooms};
+    if (!srv->cfg.tls_cert != !srv->cfg.tls_key) {
+        fprintf(stderr, "error: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (srv->cfg.auth_secret && !srv->cfg.auth_secret[0]) {
+        fprintf(stderr, "error: --auth-secret must not be empty\n");
+        return 2;
+    }
+    srv->limits = (struct cm_limits){
+        .message_bytes = srv->cfg.message_bytes, .frame_bytes = srv->cfg.frame_bytes,
+        .rate_per_sec = srv->cfg.rate_per_sec, .rooms = srv->cfg.rooms,
+        .rate_burst = srv->cfg.rate_burst, .joins_per_sec = srv->cfg.joins_per_sec,
+        .send_queue_bytes = srv->cfg.send_queue_bytes,
+        .max_conns_per_ip = srv->cfg.max_conns_per_ip,
+        .max_connections = srv->cfg.max_connections};
     return -1; /* go on */
 }
 

@@ -22,6 +22,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define OUTBOX_MAX 100000
+#define GW_PROBE_MESSAGE "{\"type\":\"probe\"}"
 
 /* A command waiting in the outbox. */
 struct gw_event {
@@ -300,7 +301,10 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
     bool is_room = !control && cm_key_channel_room(chan->str, chan->len, room) == 0;
 
     if (strcmp(kind, "message") == 0 && data->type == REDIS_REPLY_STRING) {
-        if (control)
+        if (control && data->len == sizeof(GW_PROBE_MESSAGE) - 1 &&
+            memcmp(data->str, GW_PROBE_MESSAGE, data->len) == 0)
+            srv->sub.probe_ms = 0; /* the pub/sub path works end to end */
+        else if (control)
             gw_control_message(srv, data->str, data->len);
         else if (is_room)
             gw_room_on_message(srv, room, data->str, data->len);
@@ -349,7 +353,9 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     bool was_ready = l->ready;
     l->ac = NULL; /* freed by hiredis after this callback */
     l->ready = false;
+    l->dropping = false;
     l->setup_pending = 0;
+    l->probe_ms = 0;
     if (srv->stopping)
         return;
     if (was_ready) {
@@ -373,6 +379,8 @@ static void link_connect_to(struct gw_link *l, const char *ip)
         schedule_reconnect(l);
         return;
     }
+    l->connect_ms = cm_mono_ms();
+    l->probe_ms = 0;
     if (gw_redis_uv_attach(ac, srv->loop) != 0) {
         CM_ERROR("redis %s link: cannot watch the socket", link_name(l));
         redisAsyncFree(ac);
@@ -462,6 +470,7 @@ static void on_heartbeat_reply(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     if (!reply)
         return;
+    srv->cmd.probe_ms = 0; /* the command link answers */
     if (reply->type == REDIS_REPLY_ERROR) {
         CM_WARN("heartbeat failed: %s", reply->str);
         return;
@@ -487,9 +496,57 @@ static void send_heartbeat(struct gw_server *srv, bool only_update)
                   on_heartbeat_reply, NULL);
 }
 
+/* Drops a link that stopped answering (a paused or wedged Redis): its
+ * pending requests are answered `unavailable` at once and it reconnects. */
+static void link_drop(struct gw_link *l, const char *why)
+{
+    CM_WARN("redis %s link %s for %lld ms; reconnecting", link_name(l), why,
+            l->srv->cfg.redis_timeout_ms);
+    l->dropping = true;
+    redisAsyncFree(l->ac); /* runs on_disconnect if it had connected */
+    if (!l->dropping)
+        return;
+    /* Never connected: hiredis called no disconnect callback. */
+    l->dropping = false;
+    l->ac = NULL;
+    l->ready = false;
+    l->setup_pending = 0;
+    schedule_reconnect(l);
+}
+
+/* Once per heartbeat: the heartbeat itself probes the command link, and a
+ * PUBLISH to our own control channel probes the whole pub/sub path (a link
+ * Redis silently stopped feeding looks healthy to TCP). An unanswered probe
+ * older than --redis-timeout-ms drops the link. */
+static void check_links(struct gw_server *srv)
+{
+    int64_t now = cm_mono_ms(), limit = srv->cfg.redis_timeout_ms;
+    struct gw_link *links[] = {&srv->cmd, &srv->sub};
+    for (int i = 0; i < 2; i++) {
+        struct gw_link *l = links[i];
+        if (!l->ac || l->dropping)
+            continue;
+        if (!l->ready && now - l->connect_ms > limit)
+            link_drop(l, "set-up unanswered");
+        else if (l->ready && l->probe_ms && now - l->probe_ms > limit)
+            link_drop(l, "unanswered");
+    }
+    if (srv->sub.ready && srv->cmd.ready && !srv->sub.probe_ms) {
+        const char *argv[] = {"PUBLISH", srv->control_channel, GW_PROBE_MESSAGE};
+        size_t argvlen[] = {7, strlen(srv->control_channel), sizeof(GW_PROBE_MESSAGE) - 1};
+        if (send_argv(srv, 3, argv, argvlen, on_event_reply, NULL) == 0)
+            srv->sub.probe_ms = now;
+    }
+}
+
 static void on_heartbeat(uv_timer_t *t)
 {
-    send_heartbeat(t->data, true);
+    struct gw_server *srv = t->data;
+    check_links(srv);
+    if (srv->cmd.ready && !srv->cmd.probe_ms) {
+        srv->cmd.probe_ms = cm_mono_ms();
+        send_heartbeat(srv, true);
+    }
 }
 
 int gw_redis_start(struct gw_server *srv)

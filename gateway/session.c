@@ -20,8 +20,11 @@ struct gw_session *gw_session_new(struct gw_server *srv, struct lws *wsi, bool v
     cm_random_hex(s->id, GW_SESSION_ID_LEN / 2);
     s->tokens = (double)srv->cfg.rate_burst;
     s->tokens_ms = s->last_rx_ms = cm_mono_ms();
+    s->join_tokens = (double)srv->cfg.joins_per_sec;
+    s->join_tokens_ms = s->tokens_ms;
     if (lws_get_peer_simple(wsi, s->peer, sizeof(s->peer)) == NULL)
         strcpy(s->peer, "?");
+    gw_ip_acquire(srv, s->peer);
     HASH_ADD_STR(srv->sessions, id, s);
     srv->nsessions++;
     srv->m.connections_total++;
@@ -39,6 +42,7 @@ void gw_session_unref(struct gw_session *s)
     if (!s || --s->refs > 0)
         return;
     gw_pvec_clear(&s->queue);
+    free(s->claims);
     if (s->rx) {
         cm_sbuf_free(s->rx);
         free(s->rx);
@@ -173,5 +177,6 @@ void gw_session_closed(struct gw_session *s, const char *reason)
     gw_pvec_clear(&s->queue);
     HASH_DEL(srv->sessions, s);
     srv->nsessions--;
+    gw_ip_release(srv, s->peer);
     gw_session_unref(s);
 }

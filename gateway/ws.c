@@ -15,23 +15,21 @@ static struct gw_server *server_of(struct lws *wsi)
     return lws_context_user(lws_get_context(wsi));
 }
 
-/* Accepts an upgrade only at /ws, and not once a drain closes sessions. */
-static int ws_filter(struct gw_server *srv, struct lws *wsi)
-{
-    char uri[64];
-    if (srv->closing)
-        return -1;
-    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 || strcmp(uri, "/ws") != 0)
-        return -1;
-    return 0;
-}
-
 static int ws_established(struct gw_server *srv, struct lws *wsi, struct gw_pss *pss)
 {
     /* lws copies the protocol table per vhost: compare names, not pointers. */
     bool v1 = strcmp(lws_get_protocol(wsi)->name, "chat.v1") == 0;
+    struct cm_jwt_claims claims;
+    /* The headers are still there: the filter's verdict on the token is
+     * made again (one HMAC) to keep what it grants with the session. */
+    if (srv->cfg.auth_secret && gw_auth_check(srv, wsi, &claims) != 0)
+        return -1;
     struct gw_session *s = gw_session_new(srv, wsi, v1);
     pss->session = s;
+    if (srv->cfg.auth_secret) {
+        s->claims = cm_malloc(sizeof(*s->claims));
+        *s->claims = claims;
+    }
     CM_DEBUG("session %s from %s (%s)", s->id, s->peer, v1 ? "chat.v1" : "no subprotocol");
     if (v1) {
         struct cm_sbuf b;
@@ -111,7 +109,7 @@ static int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
 
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        return ws_filter(srv, wsi);
+        return gw_admission_filter(srv, wsi);
     case LWS_CALLBACK_ESTABLISHED:
         return ws_established(srv, wsi, pss);
     case LWS_CALLBACK_RECEIVE:
@@ -161,6 +159,11 @@ int gw_ws_start(struct gw_server *srv)
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
                    LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
                    LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (srv->cfg.tls_cert) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = srv->cfg.tls_cert;
+        info.ssl_private_key_filepath = srv->cfg.tls_key;
+    }
     if (strchr(srv->listen_host, ':'))
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     gw_http_mounts_init(srv, &info);
@@ -170,8 +173,8 @@ int gw_ws_start(struct gw_server *srv)
         CM_ERROR("cannot listen on %s", srv->cfg.listen);
         return -1;
     }
-    CM_INFO("gateway %s listening on %s (ws://%s/ws)", srv->cfg.id, srv->cfg.listen,
-            srv->cfg.listen);
+    CM_INFO("gateway %s listening on %s (%s://%s/ws)", srv->cfg.id, srv->cfg.listen,
+            srv->cfg.tls_cert ? "wss" : "ws", srv->cfg.listen);
     return 0;
 }
 

@@ -95,17 +95,31 @@ int cm_frame_decode(const char *buf, size_t len, size_t message_max, struct cm_f
                     struct cm_decode_error *err);
 void cm_frame_clear(struct cm_frame *f);
 
+/*
+ * Decodes the body of a server push (POST /api/rooms/{room}/messages),
+ * {"nickname","message"}, with the same rules as a message frame's fields.
+ * Fills out->nickname and out->message; returns 0, or -1 with err.
+ */
+int cm_push_decode(const char *buf, size_t len, size_t message_max, struct cm_frame *out,
+                   struct cm_decode_error *err);
+
 /* Validators, also used for HTTP paths and flags. */
 bool cm_utf8_valid(const char *s, size_t len);
 bool cm_room_valid(const char *s, size_t len);
 bool cm_nickname_valid(const char *s, size_t len);
 
-/* What a gateway announces in welcome.limits. */
+/* What a gateway announces in welcome.limits: the protocol's four, then
+ * the rest of its limits (0 where a limit is off). */
 struct cm_limits {
     long long message_bytes;
     long long frame_bytes;
     long long rate_per_sec;
     long long rooms;
+    long long rate_burst;
+    long long joins_per_sec;
+    long long send_queue_bytes;
+    long long max_conns_per_ip;
+    long long max_connections;
 };
 
 /*

@@ -461,6 +461,34 @@ static void frame_init(struct cm_frame *f)
     f->limit = CM_HISTORY_DEFAULT;
 }
 
+/* Parses buf as one JSON object after the byte-level checks. Returns the
+ * object (free with cJSON_Delete), or NULL with err filled. *dirty is set to
+ * a byte-level problem that is reported only after the caller has read what
+ * it wants to echo (the id); *copy must be freed by the caller. */
+static cJSON *parse_object(const char *buf, size_t len, char **copy, const char **dirty,
+                           struct cm_decode_error *err)
+{
+    *dirty = NULL;
+    if (!cm_utf8_valid(buf, len))
+        *dirty = "the frame is not valid UTF-8";
+    *copy = cm_malloc(len + 1);
+    if (copy_masking_nul(buf, len, *copy))
+        *dirty = "the frame must not contain NUL characters";
+
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(*copy, len, &end, 0);
+    if (!root || !cJSON_IsObject(root) || !only_whitespace(end, *copy + len)) {
+        if (*dirty)
+            fail(err, CM_ERR_BAD_REQUEST, *dirty);
+        else
+            fail(err, CM_ERR_BAD_JSON,
+                 root ? "the frame must be one JSON object" : "the frame is not valid JSON");
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
 int cm_frame_decode(const char *buf, size_t len, size_t message_max, struct cm_frame *out,
                     struct cm_decode_error *err)
 {
@@ -470,24 +498,12 @@ int cm_frame_decode(const char *buf, size_t len, size_t message_max, struct cm_f
 
     /* Byte-level problems are noted now but reported after the id is read,
      * so that the error reply can still echo it. */
-    const char *dirty = NULL;
-    if (!cm_utf8_valid(buf, len))
-        dirty = "the frame is not valid UTF-8";
-    char *copy = cm_malloc(len + 1);
-    if (copy_masking_nul(buf, len, copy))
-        dirty = "the frame must not contain NUL characters";
-
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(copy, len, &end, 0);
+    const char *dirty;
+    char *copy;
+    cJSON *root = parse_object(buf, len, &copy, &dirty, err);
     int rc = -1;
-    if (!root || !cJSON_IsObject(root) || !only_whitespace(end, copy + len)) {
-        if (dirty)
-            fail(err, CM_ERR_BAD_REQUEST, dirty);
-        else
-            fail(err, CM_ERR_BAD_JSON,
-                 root ? "the frame must be one JSON object" : "the frame is not valid JSON");
+    if (!root)
         goto out;
-    }
     if (decode_id(root, out, err) != 0)
         goto out;
     if (dirty) {
@@ -495,6 +511,32 @@ int cm_frame_decode(const char *buf, size_t len, size_t message_max, struct cm_f
         goto out;
     }
     rc = decode_fields(root, message_max, out, err);
+out:
+    cJSON_Delete(root);
+    free(copy);
+    return rc;
+}
+
+int cm_push_decode(const char *buf, size_t len, size_t message_max, struct cm_frame *out,
+                   struct cm_decode_error *err)
+{
+    frame_init(out);
+    out->type = CM_FRAME_MESSAGE;
+    err->code = CM_ERR_NONE;
+    err->message = "";
+
+    const char *dirty;
+    char *copy;
+    cJSON *root = parse_object(buf, len, &copy, &dirty, err);
+    int rc = -1;
+    if (!root)
+        goto out;
+    if (dirty) {
+        fail(err, CM_ERR_BAD_REQUEST, dirty);
+        goto out;
+    }
+    if (decode_nickname(root, out, err) == 0 && decode_message(root, message_max, out, err) == 0)
+        rc = 0;
 out:
     cJSON_Delete(root);
     free(copy);
@@ -572,6 +614,11 @@ void cm_encode_welcome(struct cm_sbuf *b, const char *session, const char *gatew
     put_int_field(b, ",\"frame_bytes\":", limits->frame_bytes);
     put_int_field(b, ",\"rate_per_sec\":", limits->rate_per_sec);
     put_int_field(b, ",\"rooms\":", limits->rooms);
+    put_int_field(b, ",\"rate_burst\":", limits->rate_burst);
+    put_int_field(b, ",\"joins_per_sec\":", limits->joins_per_sec);
+    put_int_field(b, ",\"send_queue_bytes\":", limits->send_queue_bytes);
+    put_int_field(b, ",\"max_conns_per_ip\":", limits->max_conns_per_ip);
+    put_int_field(b, ",\"max_connections\":", limits->max_connections);
     cm_sbuf_puts(b, "}}");
 }
 

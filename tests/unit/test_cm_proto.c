@@ -881,7 +881,7 @@ static void test_encode_exact(void **state)
 {
     struct cm_sbuf b;
     cm_sbuf_init(&b, 16);
-    static const struct cm_limits lim = {4096, 65536, 20, 100};
+    static const struct cm_limits lim = {4096, 65536, 20, 100, 40, 10, 1048576, 0, 100000};
 
 #define CASE(call, expected)                                                                       \
     do {                                                                                           \
@@ -917,7 +917,9 @@ static void test_encode_exact(void **state)
          "{\"session\":\"s1\",\"mid\":\"s1.1\",\"gateway\":\"gw-1\",\"since\":5}");
     CASE(cm_encode_welcome(&b, "s", "g", &lim),
          "{\"type\":\"welcome\",\"session\":\"s\",\"gateway\":\"g\",\"limits\":{\"message_bytes\":"
-         "4096,\"frame_bytes\":65536,\"rate_per_sec\":20,\"rooms\":100}}");
+         "4096,\"frame_bytes\":65536,\"rate_per_sec\":20,\"rooms\":100,\"rate_burst\":40,"
+         "\"joins_per_sec\":10,\"send_queue_bytes\":1048576,\"max_conns_per_ip\":0,"
+         "\"max_connections\":100000}}");
     CASE(cm_encode_joined(&b, "j", "r", "n", 3, "e", "[{\"nickname\":\"n\",\"since\":1}]", "[]", 1),
          "{\"type\":\"joined\",\"id\":\"j\",\"room\":\"r\",\"nickname\":\"n\",\"seq\":3,\"epoch\":"
          "\"e\",\"recovered\":true,\"members\":[{\"nickname\":\"n\",\"since\":1}],\"history\":[]}");
@@ -963,7 +965,7 @@ static void test_encode_fields(void **state)
     cJSON_Delete(o);
 
     cm_sbuf_reset(&b);
-    static const struct cm_limits lim = {1, 2, 3, 4};
+    static const struct cm_limits lim = {1, 2, 3, 4, 5, 6, 7, 8, 9};
     cm_encode_welcome(&b, "sess", "gw", &lim);
     o = parse_back(&b);
     assert_str_field(o, "session", "sess");
@@ -973,7 +975,12 @@ static void test_encode_fields(void **state)
     assert_num_field(l, "frame_bytes", 2);
     assert_num_field(l, "rate_per_sec", 3);
     assert_num_field(l, "rooms", 4);
-    assert_nfields(l, 4);
+    assert_num_field(l, "rate_burst", 5);
+    assert_num_field(l, "joins_per_sec", 6);
+    assert_num_field(l, "send_queue_bytes", 7);
+    assert_num_field(l, "max_conns_per_ip", 8);
+    assert_num_field(l, "max_connections", 9);
+    assert_nfields(l, 9);
     assert_nfields(o, 4);
     cJSON_Delete(o);
     cm_sbuf_free(&b);
