@@ -18,7 +18,10 @@ let cl;
 let browser;
 
 before(async () => {
-  cl = await startCluster({ gateways: 2, workers: 1, gatewayArgs: FAST });
+  // The page is opened from a file (Origin: null), not from the gateway, as a
+  // classic page hosted elsewhere would be: such deployments list their
+  // page's origin in --allowed-origins; '*' stands for that here.
+  cl = await startCluster({ gateways: 2, workers: 1, gatewayArgs: [...FAST, '--allowed-origins', '*'] });
   browser = await launchBrowser();
 }, { timeout: 60000 });
 
