@@ -10,6 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* lws gives every WebSocket an rx buffer of this size for its whole life;
+ * at the 4 KiB default it is most of an idle connection's memory. Frames
+ * larger than it arrive in pieces, which ws_receive reassembles anyway, and
+ * chat frames are mostly far smaller (measured: docs/PERFORMANCE.md). */
+#define GW_RX_BUFFER 1024
+
 static struct gw_server *server_of(struct lws *wsi)
 {
     return lws_context_user(lws_get_context(wsi));
@@ -136,8 +142,8 @@ int gw_ws_start(struct gw_server *srv)
     static struct lws_protocols protocols[] = {
         /* [0] serves HTTP and WebSockets that offer no subprotocol (legacy
          * pages); [1] those that negotiate chat.v1 and get `welcome`. */
-        {"http", gw_ws_callback, sizeof(struct gw_pss), 0, 0, NULL, 0},
-        {"chat.v1", gw_ws_callback, sizeof(struct gw_pss), 0, 0, NULL, 0},
+        {"http", gw_ws_callback, sizeof(struct gw_pss), GW_RX_BUFFER, 0, NULL, 0},
+        {"chat.v1", gw_ws_callback, sizeof(struct gw_pss), GW_RX_BUFFER, 0, NULL, 0},
         {NULL, NULL, 0, 0, 0, NULL, 0},
     };
     static lws_retry_bo_t keepalive;
