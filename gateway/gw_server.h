@@ -160,6 +160,8 @@ struct gw_session {
     int64_t join_tokens_ms;
     struct cm_jwt_claims *claims; /* with --auth-secret: what the token allows */
     int64_t last_rx_ms;
+    bool dirty;                     /* on srv->dirty: frames to write this turn */
+    struct gw_session *dirty_next;
     UT_hash_handle hh; /* srv->sessions by id */
 };
 
@@ -171,6 +173,7 @@ struct gw_metrics {
     uint64_t connections_total;
     uint64_t frames_in;
     uint64_t frames_out;
+    uint64_t writes;        /* socket writes (frames_out / writes: coalescing) */
     uint64_t publishes;
     uint64_t publish_failures;
     uint64_t joins;
@@ -221,6 +224,10 @@ struct gw_server {
     struct gw_room *rooms;       /* by name */
     struct gw_session *sessions; /* by id */
     struct gw_ip *ips;           /* open connections by peer address */
+    struct gw_session *dirty;    /* sessions with frames to write at the turn's end */
+    uv_check_t turn_end;         /* runs the write-out after each loop turn's I/O */
+    uv_idle_t kick;              /* active while sessions are dirty: no blocking poll */
+    struct cm_sbuf wbuf;         /* scratch for coalesced frames */
     size_t nsessions;
     struct gw_event *outbox, *outbox_tail; /* events to send once Redis is back */
     size_t outbox_len;
@@ -263,8 +270,15 @@ void gw_session_close(struct gw_session *s, int code, const char *why, bool afte
 /* Called by lws glue when the socket is gone: detaches memberships, emits
  * leaves with reason, drops lws's reference. */
 void gw_session_closed(struct gw_session *s, const char *reason);
-/* Writes the next queued frame; returns -1 to make lws close the socket. */
+/* writer.c: the write side. gw_session_send queues and marks the session;
+ * the turn's end writes every marked session's frames in one send. */
+void gw_session_mark_dirty(struct gw_session *s);
+/* Writes what is queued (or the close frame); -1 if the socket failed. */
+int gw_session_flush(struct gw_session *s);
+/* WRITEABLE: flush; returns -1 to make lws close the socket. */
 int gw_session_writable(struct gw_session *s);
+void gw_writer_start(struct gw_server *srv);
+void gw_writer_stop(struct gw_server *srv);
 struct gw_member *gw_session_member(struct gw_session *s, const char *room);
 /* Takes m off the session's list of memberships. */
 void gw_session_unlink_member(struct gw_session *s, struct gw_member *m);

@@ -90,6 +90,8 @@ static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
            m->frames_in);
     metric(b, "chat_gateway_frames_out_total", "counter", "Frames written to clients.",
            m->frames_out);
+    metric(b, "chat_gateway_writes_total", "counter",
+           "Socket writes to WebSocket clients (frames are coalesced per write).", m->writes);
     metric(b, "chat_gateway_publishes_total", "counter", "Chat messages stored and published.",
            m->publishes);
     metric(b, "chat_gateway_publish_failures_total", "counter",

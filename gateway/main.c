@@ -95,6 +95,7 @@ static void finish(struct gw_server *srv)
     CM_INFO("gateway %s stopping", srv->cfg.id);
     srv->stopping = true;
     gw_ws_stop(srv);
+    gw_writer_stop(srv);
     gw_redis_stop(srv);
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
@@ -219,6 +220,7 @@ int main(int argc, char **argv)
         uv_loop_close(&loop);
         return 1;
     }
+    gw_writer_start(&srv);
     gw_redis_start(&srv);
     uv_timer_init(&loop, &srv.drain_timer);
     srv.drain_timer.data = &srv;

@@ -50,20 +50,6 @@ void gw_session_unref(struct gw_session *s)
     free(s);
 }
 
-int gw_session_send(struct gw_session *s, struct gw_payload *p)
-{
-    if (!s->wsi || s->close_code)
-        return -1;
-    if (s->queue.len > 0 &&
-        s->queue.bytes + p->len > (size_t)s->srv->cfg.send_queue_bytes) {
-        gw_session_overflow(s);
-        return -1;
-    }
-    gw_pvec_push(&s->queue, gw_payload_ref(p));
-    lws_callback_on_writable(s->wsi);
-    return 0;
-}
-
 void gw_session_overflow(struct gw_session *s)
 {
     /* The receiver is the boss, but not of our memory: a client that cannot
@@ -104,42 +90,7 @@ void gw_session_close(struct gw_session *s, int code, const char *why, bool afte
     s->we_closed = true;
     if (!after_flush)
         gw_pvec_clear(&s->queue);
-    lws_callback_on_writable(s->wsi);
-}
-
-int gw_session_writable(struct gw_session *s)
-{
-    if (s->close_code && (!s->close_after_flush || s->queue.len == 0)) {
-        if (s->close_sent)
-            return 0;
-        /* lws 4.1 (with libuv) kills the socket without the close frame
-         * when a WRITEABLE callback returns -1 after lws_close_reason, so
-         * write the frame ourselves and let the peer's answering close (or
-         * the timeout) end the connection. */
-        unsigned char frame[LWS_PRE + 125];
-        size_t n = strlen(s->close_why);
-        if (n > 120)
-            n = 120;
-        frame[LWS_PRE] = (unsigned char)(s->close_code >> 8);
-        frame[LWS_PRE + 1] = (unsigned char)(s->close_code & 0xff);
-        memcpy(frame + LWS_PRE + 2, s->close_why, n);
-        s->close_sent = true;
-        if (lws_write(s->wsi, frame + LWS_PRE, n + 2, GW_LWS_WRITE_CLOSE) < 0)
-            return -1;
-        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
-        return 0;
-    }
-    struct gw_payload *p = gw_pvec_shift(&s->queue);
-    if (!p)
-        return 0;
-    int n = lws_write(s->wsi, p->buf + LWS_PRE, p->len, LWS_WRITE_TEXT);
-    gw_payload_unref(p);
-    if (n < 0)
-        return -1;
-    s->srv->m.frames_out++;
-    if (s->queue.len > 0 || s->close_code)
-        lws_callback_on_writable(s->wsi);
-    return 0;
+    gw_session_mark_dirty(s);
 }
 
 struct gw_member *gw_session_member(struct gw_session *s, const char *room)
