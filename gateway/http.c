@@ -9,6 +9,7 @@
 
 #include "cm_keys.h"
 #include "cm_log.h"
+#include "cm_metrics.h"
 
 #include <openssl/crypto.h>
 #include <stdlib.h>
@@ -73,45 +74,39 @@ static void req_json_error(struct gw_http_req *r, int status, const char *code, 
 
 /* ---- metrics ---- */
 
-static void metric(struct cm_sbuf *b, const char *name, const char *type, const char *help,
-                   unsigned long long v)
-{
-    cm_sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
-}
-
 static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
 {
     const struct gw_metrics *m = &srv->m;
-    metric(b, "chat_gateway_connections", "gauge", "Open WebSocket connections.", srv->nsessions);
-    metric(b, "chat_gateway_connections_total", "counter", "WebSocket connections accepted.",
+    cm_metric(b, "chat_gateway_connections", "gauge", "Open WebSocket connections.", srv->nsessions);
+    cm_metric(b, "chat_gateway_connections_total", "counter", "WebSocket connections accepted.",
            m->connections_total);
-    metric(b, "chat_gateway_rooms", "gauge", "Rooms with a local member.", HASH_COUNT(srv->rooms));
-    metric(b, "chat_gateway_frames_in_total", "counter", "Frames received from clients.",
+    cm_metric(b, "chat_gateway_rooms", "gauge", "Rooms with a local member.", HASH_COUNT(srv->rooms));
+    cm_metric(b, "chat_gateway_frames_in_total", "counter", "Frames received from clients.",
            m->frames_in);
-    metric(b, "chat_gateway_frames_out_total", "counter", "Frames written to clients.",
+    cm_metric(b, "chat_gateway_frames_out_total", "counter", "Frames written to clients.",
            m->frames_out);
-    metric(b, "chat_gateway_writes_total", "counter",
+    cm_metric(b, "chat_gateway_writes_total", "counter",
            "Socket writes to WebSocket clients (frames are coalesced per write).", m->writes);
-    metric(b, "chat_gateway_publishes_total", "counter", "Chat messages stored and published.",
+    cm_metric(b, "chat_gateway_publishes_total", "counter", "Chat messages stored and published.",
            m->publishes);
-    metric(b, "chat_gateway_publish_failures_total", "counter",
+    cm_metric(b, "chat_gateway_publish_failures_total", "counter",
            "Chat messages refused because Redis could not store them.", m->publish_failures);
-    metric(b, "chat_gateway_joins_total", "counter", "Room joins completed.", m->joins);
-    metric(b, "chat_gateway_room_messages_total", "counter",
+    cm_metric(b, "chat_gateway_joins_total", "counter", "Room joins completed.", m->joins);
+    cm_metric(b, "chat_gateway_room_messages_total", "counter",
            "Frames received from room channels.", m->room_messages);
-    metric(b, "chat_gateway_deliveries_total", "counter", "Room frames queued to local members.",
+    cm_metric(b, "chat_gateway_deliveries_total", "counter", "Room frames queued to local members.",
            m->deliveries);
-    metric(b, "chat_gateway_slow_closes_total", "counter",
+    cm_metric(b, "chat_gateway_slow_closes_total", "counter",
            "Connections closed with 1013 because their send queue overflowed.", m->slow_closes);
-    metric(b, "chat_gateway_redis_reconnects_total", "counter", "Redis links lost and redone.",
+    cm_metric(b, "chat_gateway_redis_reconnects_total", "counter", "Redis links lost and redone.",
            m->redis_reconnects);
-    metric(b, "chat_gateway_redis_connected", "gauge", "1 when both Redis links are ready.",
+    cm_metric(b, "chat_gateway_redis_connected", "gauge", "1 when both Redis links are ready.",
            gw_redis_ready(srv));
-    metric(b, "chat_gateway_event_outbox", "gauge", "Events waiting for Redis.", srv->outbox_len);
-    metric(b, "chat_gateway_draining", "gauge", "1 while draining.", srv->draining);
+    cm_metric(b, "chat_gateway_event_outbox", "gauge", "Events waiting for Redis.", srv->outbox_len);
+    cm_metric(b, "chat_gateway_draining", "gauge", "1 while draining.", srv->draining);
     static const char *const refused[] = {"per_ip", "max_connections", "origin", "auth"};
-    cm_sbuf_puts(b, "# HELP chat_gateway_refused_total WebSocket upgrades refused, by reason.\n"
-                    "# TYPE chat_gateway_refused_total counter\n");
+    cm_metric_header(b, "chat_gateway_refused_total", "counter",
+                     "WebSocket upgrades refused, by reason.");
     for (int i = 0; i < GW_REFUSED__COUNT; i++)
         cm_sbuf_printf(b, "chat_gateway_refused_total{reason=\"%s\"} %llu\n", refused[i],
                        (unsigned long long)m->refused[i]);
@@ -122,12 +117,10 @@ static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
         {"rooms", l->rooms}, {"joins_per_sec", l->joins_per_sec},
         {"send_queue_bytes", l->send_queue_bytes}, {"max_conns_per_ip", l->max_conns_per_ip},
         {"max_connections", l->max_connections}, {"max_bad_frames", srv->cfg.max_bad_frames}};
-    cm_sbuf_puts(b, "# HELP chat_gateway_limit Configured limits (0: off).\n"
-                    "# TYPE chat_gateway_limit gauge\n");
+    cm_metric_header(b, "chat_gateway_limit", "gauge", "Configured limits (0: off).");
     for (size_t i = 0; i < CM_ARRAY_LEN(limits); i++)
         cm_sbuf_printf(b, "chat_gateway_limit{name=\"%s\"} %lld\n", limits[i].name, limits[i].v);
-    cm_sbuf_puts(b, "# HELP chat_gateway_errors_total Error frames sent, by code.\n"
-                    "# TYPE chat_gateway_errors_total counter\n");
+    cm_metric_header(b, "chat_gateway_errors_total", "counter", "Error frames sent, by code.");
     for (int i = 1; i < CM_ERR__COUNT; i++)
         cm_sbuf_printf(b, "chat_gateway_errors_total{code=\"%s\"} %llu\n",
                        cm_err_name((enum cm_err)i), (unsigned long long)m->errors[i]);

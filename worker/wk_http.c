@@ -9,6 +9,7 @@
  */
 #include "cm_config.h"
 #include "cm_log.h"
+#include "cm_metrics.h"
 #include "wk_server.h"
 
 #include <event2/buffer.h>
@@ -30,45 +31,37 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
     evbuffer_free(body);
 }
 
-static void metric(struct evbuffer *b, const char *name, const char *type, const char *help,
-                   unsigned long long value)
-{
-    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
-                        value);
-}
-
-static void metrics_render(const struct wk_server *srv, struct evbuffer *b)
+static void metrics_render(const struct wk_server *srv, struct cm_sbuf *b)
 {
     const struct wk_metrics *m = &srv->m;
-    evbuffer_add_printf(
-        b,
-        "# HELP chat_worker_events_total Events applied and acknowledged, by type.\n"
-        "# TYPE chat_worker_events_total counter\n"
-        "chat_worker_events_total{type=\"join\"} %llu\n"
-        "chat_worker_events_total{type=\"leave\"} %llu\n",
-        m->events_join, m->events_leave);
-    metric(b, "chat_worker_events_invalid_total", "counter",
+    cm_metric_header(b, "chat_worker_events_total", "counter",
+                     "Events applied and acknowledged, by type.");
+    cm_sbuf_printf(b,
+                   "chat_worker_events_total{type=\"join\"} %llu\n"
+                   "chat_worker_events_total{type=\"leave\"} %llu\n",
+                   m->events_join, m->events_leave);
+    cm_metric(b, "chat_worker_events_invalid_total", "counter",
            "Malformed entries acknowledged without effect.", m->events_invalid);
-    metric(b, "chat_worker_events_dropped_total", "counter",
+    cm_metric(b, "chat_worker_events_dropped_total", "counter",
            "Entries acknowledged after an effect failed for good.", m->events_dropped);
-    metric(b, "chat_worker_events_claimed_total", "counter",
+    cm_metric(b, "chat_worker_events_claimed_total", "counter",
            "Entries claimed from idle consumers with XAUTOCLAIM.", m->events_claimed);
-    metric(b, "chat_worker_pending", "gauge",
+    cm_metric(b, "chat_worker_pending", "gauge",
            "Entries of the consumer group delivered but not acknowledged (last sweep).",
            (unsigned long long)(m->pending < 0 ? 0 : m->pending));
-    metric(b, "chat_worker_sweeps_total", "counter", "Sweep ticks run.", m->sweeps);
-    metric(b, "chat_worker_gateways_dead_total", "counter", "Gateways this worker declared dead.",
+    cm_metric(b, "chat_worker_sweeps_total", "counter", "Sweep ticks run.", m->sweeps);
+    cm_metric(b, "chat_worker_gateways_dead_total", "counter", "Gateways this worker declared dead.",
            m->gateways_dead);
-    metric(b, "chat_worker_rooms_expired_total", "counter",
+    cm_metric(b, "chat_worker_rooms_expired_total", "counter",
            "Idle empty rooms whose keys were deleted.", m->rooms_expired);
-    metric(b, "chat_worker_history_trimmed_total", "counter", "History entries removed for age.",
+    cm_metric(b, "chat_worker_history_trimmed_total", "counter", "History entries removed for age.",
            m->history_trimmed);
-    metric(b, "chat_worker_lag_ms", "gauge",
+    cm_metric(b, "chat_worker_lag_ms", "gauge",
            "Age of the last acknowledged entry when it was acknowledged.",
            (unsigned long long)(m->lag_ms < 0 ? 0 : m->lag_ms));
-    metric(b, "chat_worker_inflight", "gauge", "Entries being applied.",
+    cm_metric(b, "chat_worker_inflight", "gauge", "Entries being applied.",
            (unsigned long long)(srv->ev.inflight < 0 ? 0 : srv->ev.inflight));
-    metric(b, "chat_worker_redis_connected", "gauge",
+    cm_metric(b, "chat_worker_redis_connected", "gauge",
            "1 when both Redis connections are up, else 0.",
            srv->cmd.ready && srv->events.ready ? 1 : 0);
 }
@@ -76,7 +69,11 @@ static void metrics_render(const struct wk_server *srv, struct evbuffer *b)
 static void handle_metrics(struct wk_server *srv, struct evhttp_request *req)
 {
     struct evbuffer *body = evbuffer_new();
-    metrics_render(srv, body);
+    struct cm_sbuf text;
+    cm_sbuf_init(&text, 0);
+    metrics_render(srv, &text);
+    evbuffer_add(body, cm_sbuf_data(&text), text.len);
+    cm_sbuf_free(&text);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, 200, "OK", body);
