@@ -157,16 +157,20 @@ static void on_publish_reply(redisAsyncContext *ac, void *r, void *priv)
 int gw_publish(struct gw_server *srv, const char *room, const char *tail, size_t tail_len,
                redisCallbackFn *cb, void *priv)
 {
-    char meta[CM_KEY_MAX], hist[CM_KEY_MAX], chan[CM_KEY_MAX], cap[24], epoch[33];
+    char meta[CM_KEY_MAX], hist[CM_KEY_MAX], chan[CM_KEY_MAX], cap[24], epoch[33], deadline[24];
     cm_key_room(meta, CM_ROOM_META, room);
     cm_key_room(hist, CM_ROOM_HISTORY, room);
     cm_key_room(chan, CM_ROOM_CHANNEL, room);
     snprintf(cap, sizeof(cap), "%lld", srv->cfg.history_max);
     cm_random_hex(epoch, 8);
-    const char *argv[] = {meta, hist, chan, tail, cap, epoch};
+    /* Past the time the link watchdog gives up on Redis, the script stores
+     * nothing: `unavailable` then stays true even if a paused Redis runs the
+     * script later (docs/ARCHITECTURE.md: clocks within that margin). */
+    snprintf(deadline, sizeof(deadline), "%lld", (long long)gw_redis_deadline_ms(srv));
+    const char *argv[] = {meta, hist, chan, tail, cap, epoch, deadline};
     size_t argvlen[] = {strlen(meta), strlen(hist), strlen(chan), tail_len, strlen(cap),
-                        strlen(epoch)};
-    return gw_redis_script(srv, CM_SCRIPT_PUBLISH, 2, 6, argv, argvlen, cb, priv);
+                        strlen(epoch), strlen(deadline)};
+    return gw_redis_script(srv, CM_SCRIPT_PUBLISH, 2, 7, argv, argvlen, cb, priv);
 }
 
 static void publish(struct gw_session *s, const char *room, const char *tail, size_t tail_len,

@@ -195,6 +195,7 @@ struct gw_link {
     bool dropping;         /* link_drop is freeing it */
     int64_t connect_ms;    /* when the current connection attempt started */
     int64_t probe_ms;      /* when the unanswered probe was sent; 0: none */
+    int64_t probe_sent_ms; /* when the last probe was sent */
     uv_timer_t timer;      /* reconnect timer */
     uv_getaddrinfo_t resolve; /* the Redis host name, off the loop */
     bool resolving;
@@ -235,8 +236,11 @@ struct gw_server {
     char sessions_key[160];
     bool draining; /* SIGTERM seen: /readyz fails */
     bool closing;  /* past the grace: upgrades refused, sessions told to go */
+    bool closed_all; /* the sessions that stayed have been closed with 1001 */
+    int64_t told_ms; /* when `reconnect` went out */
     bool stopping;
     uv_timer_t heartbeat;
+    uv_timer_t watchdog; /* checks the Redis links' probes */
     uv_timer_t drain_timer;
     uv_signal_t sigterm, sigint;
     struct cm_limits limits;
@@ -328,6 +332,9 @@ void gw_member_replaced(struct gw_session *s, struct gw_member *m);
 int gw_redis_start(struct gw_server *srv);
 void gw_redis_stop(struct gw_server *srv);
 bool gw_redis_ready(const struct gw_server *srv);
+/* The wall-clock time (ms) after which a command sent now must not take
+ * effect: the moment the link watchdog would answer `unavailable`. */
+int64_t gw_redis_deadline_ms(struct gw_server *srv);
 /* Looks at an error reply for conditions the link must repair (NOSCRIPT). */
 void gw_redis_check_error(struct gw_server *srv, const redisReply *reply);
 /* Unregisters the gateway from chat:gateways and sends PING; cb runs once
@@ -362,6 +369,9 @@ void gw_ip_acquire(struct gw_server *srv, const char *addr);
 void gw_ip_release(struct gw_server *srv, const char *addr);
 void gw_ips_free(struct gw_server *srv);
 
+/* tls.c: whether the certificate and key load and match; 0 or -1 with err. */
+int gw_tls_check(const char *cert_file, const char *key_file, char *err, size_t errlen);
+
 /* http.c */
 int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                      size_t len);
@@ -373,6 +383,9 @@ void gw_ws_stop(struct gw_server *srv);
 /* After the loop has ended: completes a context destruction that had to
  * wait for connections to close. */
 void gw_ws_destroy_finish(struct gw_server *srv);
-void gw_ws_drain(struct gw_server *srv);
+/* Draining: every chat.v1 client is sent `reconnect`... */
+void gw_ws_tell_reconnect(struct gw_server *srv);
+/* ...and whoever is still there later is closed with 1001 (after flushing). */
+void gw_ws_close_all(struct gw_server *srv);
 
 #endif

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <strings.h>
 
+#define BODY_DEADLINE_S 10 /* a request's whole body must arrive within this */
+
 struct gw_http_req {
     struct gw_server *srv;
     struct lws *wsi; /* NULL once the connection closed */
@@ -27,6 +29,8 @@ struct gw_http_req {
     bool headers_sent;
     bool history;      /* room API: history (else members) */
     bool push;         /* POST .../messages: the body is being read */
+    bool close_after;  /* a body we do not read may follow: no keep-alive */
+    bool body_done;    /* the whole request body has arrived */
     struct cm_sbuf in; /* the request body */
     char room[CM_ROOM_MAX + 1];
 };
@@ -250,6 +254,8 @@ static void push_start(struct gw_http_req *req, const char *path)
         req_json_error(req, 404, "invalid_room", "no such endpoint or invalid room name");
     } else if (!key_ok(srv, req->wsi)) {
         req_json_error(req, 401, "unauthorized", "a valid API key is required");
+    } else if (lws_hdr_total_length(req->wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0) {
+        req_json_error(req, 411, "bad_request", "a Content-Length is required");
     } else {
         snprintf(req->room, sizeof(req->room), "%.*s", (int)(slash - room), room);
         req->push = true;
@@ -282,6 +288,7 @@ static void push_body(struct gw_http_req *req, const void *in, size_t len)
         return;
     if (req->in.len + len > (size_t)req->srv->cfg.frame_bytes) {
         req->push = false;
+        req->close_after = true;
         req_json_error(req, 413, "too_large", "the request body is too large");
         return;
     }
@@ -351,6 +358,11 @@ static int http_request(struct gw_server *srv, struct lws *wsi, struct gw_pss *p
 {
     char path[256];
     bool get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
+    /* lws restarts its own timeout on every chunk of a body, so a body
+     * trickled a byte at a time would hold the connection for ever: give
+     * the whole request a deadline of its own (LWS_CALLBACK_TIMER). */
+    if (!get)
+        lws_set_timer_usecs(wsi, (lws_usec_t)BODY_DEADLINE_S * LWS_USEC_PER_SEC);
     int n = lws_hdr_copy(wsi, path, sizeof(path), get ? WSI_TOKEN_GET_URI : WSI_TOKEN_POST_URI);
     if (n < 0) {
         lws_return_http_status(wsi, HTTP_STATUS_REQ_URI_TOO_LONG, NULL);
@@ -359,6 +371,9 @@ static int http_request(struct gw_server *srv, struct lws *wsi, struct gw_pss *p
     req_unref(pss->http);
     pss->http = req_new(srv, wsi);
     route(pss->http, path, get);
+    /* Answered before its body was read: close after answering rather than
+     * parse the rest of the body as the next request. */
+    pss->http->close_after = !get && !pss->http->push;
     return 0;
 }
 
@@ -386,10 +401,11 @@ static int http_writable(struct gw_pss *pss, struct lws *wsi)
     memcpy(out + LWS_PRE, cm_sbuf_data(&req->body), len);
     int n = lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
     free(out);
+    bool close = req->close_after;
     pss->http = NULL;
     req->wsi = NULL;
     req_unref(req);
-    if (n < 0 || lws_http_transaction_completed(wsi))
+    if (n < 0 || close || lws_http_transaction_completed(wsi))
         return -1;
     return 0;
 }
@@ -407,9 +423,19 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         if (pss->http)
             push_body(pss->http, in, len);
         return 0;
+    case LWS_CALLBACK_TIMER:
+        /* lws 4.1 cannot cancel this timer (-1 fires it at once), so a
+         * request whose body did arrive just ignores it. */
+        if (pss && pss->http && !pss->http->body_done) {
+            CM_DEBUG("HTTP request body not complete after %d s: closing", BODY_DEADLINE_S);
+            return -1;
+        }
+        return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        if (pss->http)
+        if (pss->http) {
+            pss->http->body_done = true;
             push_complete(pss->http);
+        }
         return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return http_writable(pss, wsi);

@@ -17,6 +17,7 @@
 
 #define OPT(field) offsetof(struct gw_config, field)
 #define BIG 1000000000LL
+#define DRAIN_TELL_MS 1000 /* from `reconnect` to the 1001 close of who stayed */
 
 static const struct cm_option options[] = {
     {"listen", CM_OPT_STR, OPT(listen), "127.0.0.1:8080", "HOST:PORT",
@@ -126,7 +127,17 @@ static void on_drain_tick(uv_timer_t *t)
         if (elapsed < srv->cfg.drain_grace_ms && !timed_out)
             return;
         srv->closing = true;
-        gw_ws_drain(srv);
+        srv->told_ms = cm_mono_ms();
+        gw_ws_tell_reconnect(srv);
+    }
+    if (!srv->closed_all) {
+        /* Clients that heed `reconnect` close by themselves; until then
+         * their frames are served (and acked) as usual, so nothing sent in
+         * the meantime is lost. The rest are closed after DRAIN_TELL_MS. */
+        if (cm_mono_ms() - srv->told_ms < DRAIN_TELL_MS && srv->nsessions > 0 && !timed_out)
+            return;
+        srv->closed_all = true;
+        gw_ws_close_all(srv);
     }
     if (srv->nsessions > 0 && !timed_out)
         return;
@@ -188,6 +199,11 @@ static int configure(struct gw_server *srv, int argc, char **argv)
                       &srv->listen_port, err, sizeof(err));
     if (!srv->cfg.tls_cert != !srv->cfg.tls_key) {
         fprintf(stderr, "error: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (srv->cfg.tls_cert && gw_tls_check(srv->cfg.tls_cert, srv->cfg.tls_key, err,
+                                          sizeof(err)) != 0) {
+        fprintf(stderr, "error: %s\n", err);
         return 2;
     }
     if (srv->cfg.auth_secret && !srv->cfg.auth_secret[0]) {

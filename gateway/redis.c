@@ -16,12 +16,15 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <sys/ioctl.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define OUTBOX_MAX 100000
+#define PROBE_MS 100      /* command link: a PING at most this often */
+#define SUB_PROBE_MS 500  /* pub/sub path: a PUBLISH to ourselves this often */
 #define GW_PROBE_MESSAGE "{\"type\":\"probe\"}"
 
 /* A command waiting in the outbox. */
@@ -33,6 +36,7 @@ struct gw_event {
 };
 
 static void link_connect(struct gw_link *l);
+static void probe_cmd(struct gw_server *srv);
 static void send_heartbeat(struct gw_server *srv, bool only_update);
 
 static const char *link_name(const struct gw_link *l)
@@ -192,9 +196,41 @@ void gw_redis_registry_del(struct gw_server *srv, const char *mid)
 
 static void load_scripts(struct gw_link *l);
 
+static void on_probe_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct gw_server *srv = ac->data;
+    if (r)
+        srv->cmd.probe_ms = 0;
+}
+
+/* Sends a PING unless one is unanswered or one went out less than PROBE_MS
+ * ago, so a request that Redis never answers is noticed within
+ * --redis-timeout-ms plus PROBE_MS, for at most ten extra commands a second. */
+static void probe_cmd(struct gw_server *srv)
+{
+    int64_t now = cm_mono_ms();
+    if (!srv->cmd.ready || srv->cmd.probe_ms || now - srv->cmd.probe_sent_ms < PROBE_MS)
+        return;
+    const char *argv[] = {"PING"};
+    size_t argvlen[] = {4};
+    if (send_argv(srv, 1, argv, argvlen, on_probe_reply, NULL) == 0)
+        srv->cmd.probe_ms = srv->cmd.probe_sent_ms = now;
+}
+
+int64_t gw_redis_deadline_ms(struct gw_server *srv)
+{
+    probe_cmd(srv);
+    int64_t now = cm_mono_ms();
+    int64_t since = srv->cmd.probe_ms ? srv->cmd.probe_ms : now;
+    /* The watchdog gives up at the outstanding probe's age plus the
+     * timeout, never earlier: nothing may be stored after that moment. */
+    return cm_now_ms() + (since + srv->cfg.redis_timeout_ms - now);
+}
+
 int gw_redis_script(struct gw_server *srv, enum cm_script script, int nkeys, int argc,
                     const char **argv, const size_t *argvlen, redisCallbackFn *cb, void *priv)
 {
+    probe_cmd(srv);
     const char *args[24];
     size_t lens[24];
     char nk[12];
@@ -470,7 +506,6 @@ static void on_heartbeat_reply(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     if (!reply)
         return;
-    srv->cmd.probe_ms = 0; /* the command link answers */
     if (reply->type == REDIS_REPLY_ERROR) {
         CM_WARN("heartbeat failed: %s", reply->str);
         return;
@@ -514,10 +549,11 @@ static void link_drop(struct gw_link *l, const char *why)
     schedule_reconnect(l);
 }
 
-/* Once per heartbeat: the heartbeat itself probes the command link, and a
- * PUBLISH to our own control channel probes the whole pub/sub path (a link
- * Redis silently stopped feeding looks healthy to TCP). An unanswered probe
- * older than --redis-timeout-ms drops the link. */
+/* A PING probes the command link whenever it is used (at most every
+ * PROBE_MS, and at least that often while idle), and a PUBLISH to our own
+ * control channel probes the whole pub/sub path (a link Redis silently
+ * stopped feeding looks healthy to TCP). An unanswered probe older than
+ * --redis-timeout-ms drops the link. */
 static void check_links(struct gw_server *srv)
 {
     int64_t now = cm_mono_ms(), limit = srv->cfg.redis_timeout_ms;
@@ -526,27 +562,36 @@ static void check_links(struct gw_server *srv)
         struct gw_link *l = links[i];
         if (!l->ac || l->dropping)
             continue;
+        int unread = 0;
+        /* Replies already in the socket buffer mean Redis answers and this
+         * loop is behind (overload): dropping the link would only add a
+         * reconnect to the overload. */
+        if (ioctl(l->ac->c.fd, FIONREAD, &unread) == 0 && unread > 0)
+            continue;
         if (!l->ready && now - l->connect_ms > limit)
             link_drop(l, "set-up unanswered");
         else if (l->ready && l->probe_ms && now - l->probe_ms > limit)
             link_drop(l, "unanswered");
     }
-    if (srv->sub.ready && srv->cmd.ready && !srv->sub.probe_ms) {
+    if (srv->sub.ready && srv->cmd.ready && !srv->sub.probe_ms &&
+        now - srv->sub.probe_sent_ms >= SUB_PROBE_MS) {
         const char *argv[] = {"PUBLISH", srv->control_channel, GW_PROBE_MESSAGE};
         size_t argvlen[] = {7, strlen(srv->control_channel), sizeof(GW_PROBE_MESSAGE) - 1};
         if (send_argv(srv, 3, argv, argvlen, on_event_reply, NULL) == 0)
-            srv->sub.probe_ms = now;
+            srv->sub.probe_ms = srv->sub.probe_sent_ms = now;
     }
 }
 
 static void on_heartbeat(uv_timer_t *t)
 {
+    send_heartbeat(t->data, true);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
     struct gw_server *srv = t->data;
     check_links(srv);
-    if (srv->cmd.ready && !srv->cmd.probe_ms) {
-        srv->cmd.probe_ms = cm_mono_ms();
-        send_heartbeat(srv, true);
-    }
+    probe_cmd(srv);
 }
 
 int gw_redis_start(struct gw_server *srv)
@@ -562,6 +607,9 @@ int gw_redis_start(struct gw_server *srv)
     uv_timer_init(srv->loop, &srv->heartbeat);
     srv->heartbeat.data = srv;
     uv_timer_start(&srv->heartbeat, on_heartbeat, 0, (uint64_t)srv->cfg.heartbeat_ms);
+    uv_timer_init(srv->loop, &srv->watchdog);
+    srv->watchdog.data = srv;
+    uv_timer_start(&srv->watchdog, on_watchdog, PROBE_MS, PROBE_MS);
     link_connect(&srv->cmd);
     link_connect(&srv->sub);
     return 0;
@@ -576,6 +624,8 @@ void gw_redis_stop(struct gw_server *srv)
         uv_cancel((uv_req_t *)&srv->sub.resolve);
     uv_timer_stop(&srv->heartbeat);
     uv_close((uv_handle_t *)&srv->heartbeat, NULL);
+    uv_timer_stop(&srv->watchdog);
+    uv_close((uv_handle_t *)&srv->watchdog, NULL);
     uv_close((uv_handle_t *)&srv->cmd.timer, NULL);
     uv_close((uv_handle_t *)&srv->sub.timer, NULL);
     /* Pending callbacks run now with a NULL reply; the links are marked

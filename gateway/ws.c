@@ -202,7 +202,7 @@ void gw_ws_destroy_finish(struct gw_server *srv)
     srv->lws = NULL;
 }
 
-void gw_ws_drain(struct gw_server *srv)
+void gw_ws_tell_reconnect(struct gw_server *srv)
 {
     struct gw_session *s, *tmp;
     struct cm_sbuf b;
@@ -215,7 +215,14 @@ void gw_ws_drain(struct gw_server *srv)
             cm_encode_reconnect(&b, "shutdown", 100 + rand() % 900);
             gw_session_send_sbuf(s, &b);
         }
-        gw_session_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "gateway draining", true);
     }
     cm_sbuf_free(&b);
+}
+
+void gw_ws_close_all(struct gw_server *srv)
+{
+    struct gw_session *s, *tmp;
+    HASH_ITER(hh, srv->sessions, s, tmp) {
+        gw_session_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "gateway draining", true);
+    }
 }

@@ -9,15 +9,22 @@
 -- ARGV[2] the envelope's tail: "room":...,"nickname":...,"message":...}
 -- ARGV[3] history cap (messages kept)
 -- ARGV[4] a fresh random epoch, used only if the room has none
--- Returns {seq, epoch}.
+-- ARGV[5] deadline (ms since the epoch, optional): past it, store nothing.
+--         A gateway that waited that long for Redis (paused, wedged) has
+--         already told the sender `unavailable`; the message must not appear
+--         later behind its back.
+-- Returns {seq, epoch}, or the error EXPIRED.
+local t = redis.call('TIME')
+local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[5] and tonumber(ARGV[5]) and ts > tonumber(ARGV[5]) then
+  return redis.error_reply('EXPIRED the gateway stopped waiting for this message')
+end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[4]
   redis.call('HSET', KEYS[1], 'epoch', epoch)
 end
-local t = redis.call('TIME')
-local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local envelope = '{"type":"message","seq":' .. string.format('%d', seq) ..
   ',"ts":' .. string.format('%d', ts) .. ',' .. ARGV[2]
 redis.call('ZADD', KEYS[2], seq, envelope)
