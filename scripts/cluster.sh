@@ -1,68 +1,174 @@
 #!/usr/bin/env bash
-# Starts a local chat cluster on loopback, without Docker: Redis, workers and
-# gateways from this checkout (installing and building what is missing), and
-# prints the URL of the web chat. Ctrl-C stops everything.
+# Starts a local chat cluster on loopback, without Docker: Redis, workers,
+# gateways and haproxy in front of them (from this checkout and Debian's
+# packages, installing and building what is missing), and prints the URL of
+# the web chat. Ctrl-C stops everything, gateways first so that they drain.
 #
 #   scripts/cluster.sh [--gateways N] [--workers N] [--base-port P]
+#                      [--bin-dir DIR] [--state-dir DIR] [--print-haproxy-cfg]
 #
-# Ports: gateways on P+1.., workers' HTTP on P+101.., Redis on P+200
-# (P defaults to 8000). Logs and Redis data go to .cluster/.
+# Defaults: 3 gateways, 2 workers, P = 8000. Ports: haproxy (the URL) on P,
+# gateways on P+1.., workers' HTTP on P+101.., Redis on P+200. --bin-dir
+# uses the binaries in DIR and skips installing and building. Logs, the
+# haproxy configuration and Redis data go to the state dir (.cluster/).
+# --print-haproxy-cfg prints the haproxy configuration and exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-gateways=2 workers=1 base=8000
+gateways=3 workers=2 base=8000 bin="" state=$PWD/.cluster print_cfg=0
 while (($#)); do
   case "$1" in
     --gateways) gateways=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
     --base-port) base=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --bin-dir) bin=$2; shift 2 ;;
+    --state-dir) state=$2; shift 2 ;;
+    --print-haproxy-cfg) print_cfg=1; shift ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
 done
+for v in gateways workers base; do
+  [[ ${!v} =~ ^[0-9]+$ ]] || { echo "--${v/base/base-port} needs a number" >&2; exit 2; }
+done
+((gateways >= 1 && gateways <= 99 && workers >= 1 && workers <= 99)) ||
+  { echo "--gateways and --workers: 1 to 99" >&2; exit 2; }
+((base >= 1 && base + 200 <= 65535)) || { echo "--base-port: 1 to 65335" >&2; exit 2; }
 
-scripts/deps.sh
-scripts/build.sh build >/dev/null
-bin=$PWD/build/bin
-state=$PWD/.cluster
-mkdir -p "$state"
+haproxy_port=$base
 redis_port=$((base + 200))
 redis_url=redis://127.0.0.1:$redis_port
-pids=()
+gw_port() { echo $((base + $1)); }
+wk_port() { echo $((base + 100 + $1)); }
 
+haproxy_cfg() {
+  local addrs=()
+  for i in $(seq "$gateways"); do addrs+=("127.0.0.1:$(gw_port "$i")"); done
+  deploy/haproxy/local-cfg.sh --bind "127.0.0.1:$haproxy_port" \
+    --stats-socket "$state/haproxy.sock" "${addrs[@]}"
+}
+if ((print_cfg)); then haproxy_cfg; exit 0; fi
+
+if [ -z "$bin" ]; then
+  scripts/deps.sh
+  scripts/build.sh build >/dev/null
+  bin=$PWD/build/bin
+fi
+bin=$(cd "$bin" && pwd)
+for b in chat-gateway chat-worker; do
+  [ -x "$bin/$b" ] || { echo "$bin/$b: not found (build first, or fix --bin-dir)" >&2; exit 1; }
+done
+for b in redis-server haproxy curl; do
+  command -v "$b" >/dev/null || { echo "$b not found: run scripts/deps.sh" >&2; exit 1; }
+done
+mkdir -p "$state"
+state=$(cd "$state" && pwd)
+
+# Refuse to start half a cluster on ports someone else holds.
+busy=()
+for p in "$haproxy_port" "$redis_port" $(for i in $(seq "$gateways"); do gw_port "$i"; done) \
+         $(for i in $(seq "$workers"); do wk_port "$i"; done); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && busy+=("$p")
+done
+if ((${#busy[@]})); then
+  echo "ports already in use on 127.0.0.1: ${busy[*]} (another cluster? try --base-port)" >&2
+  exit 1
+fi
+
+# Every process gets its own process group (job control), so a Ctrl-C in the
+# terminal reaches only this script, which then stops them in order.
+set -m
+gw_pids=() wk_pids=() hp_pid="" redis_pid=""
+
+# shellcheck disable=SC2317 # stop_group and stop run from the traps
+stop_group() { # timeout_s pid... : SIGTERM, wait up to timeout, then SIGKILL
+  local t=$1; shift
+  local pids=()
+  for pid in "$@"; do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && pids+=("$pid"); done
+  ((${#pids[@]})) || return 0
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  for _ in $(seq $((t * 10))); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "pid $pid did not stop in ${t}s; SIGKILL" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  wait "${pids[@]}" 2>/dev/null || true
+}
+
+# shellcheck disable=SC2317
 stop() {
   trap - INT TERM EXIT
-  echo; echo "stopping..."
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  echo
+  echo "stopping: gateways (draining), workers, haproxy, Redis..."
+  # Gateways drain while Redis still answers (leave events, unregistering);
+  # haproxy stays until they have closed their clients themselves.
+  stop_group 15 "${gw_pids[@]}"
+  stop_group 10 "${wk_pids[@]}"
+  stop_group 5 "$hp_pid"
+  stop_group 10 "$redis_pid"
+  echo "stopped."
 }
-trap stop INT TERM EXIT
+trap stop EXIT
+trap 'stop; exit 0' INT TERM
 
-wait_http() { # url, name
-  for _ in $(seq 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
-  echo "$2 did not become ready; see $state/*.log" >&2; exit 1
+wait_http() { # url name pid
+  for _ in $(seq 100); do
+    curl -fs -o /dev/null "$1" && return 0
+    kill -0 "$3" 2>/dev/null || { echo "$2 exited; see $state/" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "$2 did not become ready within 10 s; see $state/" >&2
+  exit 1
 }
 
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state" --appendonly yes \
   --save '' >"$state/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis_pid=$!
+for _ in $(seq 100); do
+  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+  kill -0 "$redis_pid" 2>/dev/null || { echo "redis-server exited; see $state/redis.log" >&2; exit 1; }
+  sleep 0.1
+done
 
 for i in $(seq "$workers"); do
-  "$bin/chat-worker" --redis "$redis_url" --id "w$i" --listen "127.0.0.1:$((base + 100 + i))" \
+  "$bin/chat-worker" --redis "$redis_url" --id "w$i" --listen "127.0.0.1:$(wk_port "$i")" \
     2>"$state/worker$i.log" &
-  pids+=($!)
+  wk_pids+=($!)
 done
 for i in $(seq "$gateways"); do
-  "$bin/chat-gateway" --listen "127.0.0.1:$((base + i))" --redis "$redis_url" --id "gw$i" \
-    --web-root "$PWD/web" 2>"$state/gateway$i.log" &
-  pids+=($!)
+  "$bin/chat-gateway" --listen "127.0.0.1:$(gw_port "$i")" --redis "$redis_url" --id "gw$i" \
+    --web-root "$PWD/web" --drain-grace-ms 2000 2>"$state/gateway$i.log" &
+  gw_pids+=($!)
 done
-for i in $(seq "$gateways"); do wait_http "http://127.0.0.1:$((base + i))/readyz" "gateway gw$i"; done
+for i in $(seq "$workers"); do
+  wait_http "http://127.0.0.1:$(wk_port "$i")/readyz" "worker w$i" "${wk_pids[$((i - 1))]}"
+done
+for i in $(seq "$gateways"); do
+  wait_http "http://127.0.0.1:$(gw_port "$i")/readyz" "gateway gw$i" "${gw_pids[$((i - 1))]}"
+done
+
+haproxy_cfg >"$state/haproxy.cfg"
+haproxy -W -db -f "$state/haproxy.cfg" >"$state/haproxy.log" 2>&1 &
+hp_pid=$!
+wait_http "http://127.0.0.1:$haproxy_port/healthz" "haproxy" "$hp_pid"
 
 echo
-echo "chat cluster is up: Redis on 127.0.0.1:$redis_port, $workers worker(s), $gateways gateway(s)"
-for i in $(seq "$gateways"); do echo "  web chat:  http://127.0.0.1:$((base + i))/"; done
+echo "chat cluster is up: Redis on 127.0.0.1:$redis_port, $workers worker(s), $gateways gateway(s) behind haproxy"
+echo "  web chat:  http://127.0.0.1:$haproxy_port/"
+echo "  gateways:  $(for i in $(seq "$gateways"); do printf '127.0.0.1:%s ' "$(gw_port "$i")"; done)"
+echo "  haproxy:   $state/haproxy.cfg, runtime API on $state/haproxy.sock"
 echo "  logs:      $state/"
 echo "Ctrl-C stops everything."
-wait -n || true
+
+# Wait until one of them exits by itself (then stop the rest) or a signal.
+set +e
+wait -n "${gw_pids[@]}" "${wk_pids[@]}" "$hp_pid" "$redis_pid"
+echo "a cluster process exited on its own (status $?); see $state/" >&2
+exit 1

@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libwebsockets-dev libuv1-dev libhiredis-dev libevent-dev libcjson-dev uthash-dev
-  libcmocka-dev valgrind
+  libssl-dev libcmocka-dev valgrind openssl
   redis-server redis-tools haproxy curl ca-certificates chromium
+  python3-yaml systemd gnuplot-nox
 )
 # Node may come from elsewhere than Debian (a newer one); only its presence matters.
 command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)

@@ -12,6 +12,16 @@ echo "==> build (sanitizers)"
 scripts/build.sh build-asan -DCHAT_SANITIZE=ON -DCHAT_TESTS=OFF
 echo "==> build"
 scripts/build.sh build -DCHAT_SANITIZED_BIN_DIR="$PWD/build-asan/bin"
+# The docker compose test takes minutes: its own step with its own time
+# limit, before CTest so that CTest's summary stays the last line. Only on
+# a full run (no CTest arguments); CHAT_SKIP_DOCKER_TEST=1 skips it.
+docker_status=0
+if [ $# -eq 0 ] && [ "${CHAT_SKIP_DOCKER_TEST:-0}" != 1 ]; then
+  echo "==> docker compose test (several minutes): scripts/docker-test.sh"
+  scripts/docker-test.sh || docker_status=$?
+  echo "==> docker compose test: $([ "$docker_status" -eq 0 ] && echo passed || echo "FAILED (exit $docker_status)")"
+fi
 echo "==> tests"
 cd build
-exec ctest --output-on-failure --no-label-summary --timeout 300 -j2 "$@"
+ctest --output-on-failure --no-label-summary --timeout 300 -j2 "$@" || exit
+exit "$docker_status"
