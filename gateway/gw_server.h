@@ -196,6 +196,7 @@ struct gw_link {
     int64_t connect_ms;    /* when the current connection attempt started */
     int64_t probe_ms;      /* when the unanswered probe was sent; 0: none */
     int64_t probe_sent_ms; /* when the last probe was sent */
+    int64_t last_read_ms;  /* when Redis last sent anything on this link */
     uv_timer_t timer;      /* reconnect timer */
     uv_getaddrinfo_t resolve; /* the Redis host name, off the loop */
     bool resolving;
@@ -357,8 +358,9 @@ void gw_redis_registry_del(struct gw_server *srv, const char *mid);
 /* reassert.c: re-registers every live membership under a new mid. */
 void gw_reassert_all(struct gw_server *srv);
 
-/* redis_uv.c: hiredis's event hooks on the libuv loop; 0 or -1. */
-int gw_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
+/* redis_uv.c: hiredis's event hooks on the libuv loop; 0 or -1. Every read
+ * from Redis stamps *last_read_ms (the link's sign of life). */
+int gw_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, int64_t *last_read_ms);
 
 /* admission.c: the upgrade's checks. gw_admission_filter answers a refusal
  * itself and returns -1 (lws then drops the connection). */

@@ -12,11 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #define OPT(field) offsetof(struct gw_config, field)
 #define BIG 1000000000LL
+#define FD_RESERVE 256     /* descriptors kept free of WebSocket connections */
 #define DRAIN_TELL_MS 1000 /* from `reconnect` to the 1001 close of who stayed */
 
 static const struct cm_option options[] = {
@@ -167,6 +169,32 @@ static void on_signal(uv_signal_t *sig, int signum)
 
 /* ---- start-up ---- */
 
+/* Raises the open-files limit as far as allowed, and keeps --max-connections
+ * below it: past the limit accept() fails in a loop inside lws, while under
+ * it an extra client gets a clean 503 at the upgrade. */
+static void fit_fd_limit(struct gw_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    /* Room for Redis links, the listener, lws's own descriptors, and
+     * connections being refused. */
+    long long usable = rl.rlim_cur == RLIM_INFINITY ? BIG : (long long)rl.rlim_cur - FD_RESERVE;
+    if (usable < 1)
+        usable = 1;
+    if (cfg->max_connections > usable) {
+        CM_WARN("--max-connections %lld is over the open-files limit (%lld): using %lld; raise "
+                "the limit (LimitNOFILE=, ulimit -n) to hold more",
+                cfg->max_connections, (long long)rl.rlim_cur, usable);
+        cfg->max_connections = usable;
+    }
+}
+
 static int configure(struct gw_server *srv, int argc, char **argv)
 {
     static char default_id[16];
@@ -210,6 +238,7 @@ static int configure(struct gw_server *srv, int argc, char **argv)
         fprintf(stderr, "error: --auth-secret must not be empty\n");
         return 2;
     }
+    fit_fd_limit(&srv->cfg);
     srv->limits = (struct cm_limits){
         .message_bytes = srv->cfg.message_bytes, .frame_bytes = srv->cfg.frame_bytes,
         .rate_per_sec = srv->cfg.rate_per_sec, .rooms = srv->cfg.rooms,

@@ -415,9 +415,9 @@ static void link_connect_to(struct gw_link *l, const char *ip)
         schedule_reconnect(l);
         return;
     }
-    l->connect_ms = cm_mono_ms();
+    l->connect_ms = l->last_read_ms = cm_mono_ms();
     l->probe_ms = 0;
-    if (gw_redis_uv_attach(ac, srv->loop) != 0) {
+    if (gw_redis_uv_attach(ac, srv->loop, &l->last_read_ms) != 0) {
         CM_ERROR("redis %s link: cannot watch the socket", link_name(l));
         redisAsyncFree(ac);
         schedule_reconnect(l);
@@ -570,7 +570,10 @@ static void check_links(struct gw_server *srv)
             continue;
         if (!l->ready && now - l->connect_ms > limit)
             link_drop(l, "set-up unanswered");
-        else if (l->ready && l->probe_ms && now - l->probe_ms > limit)
+        /* A Redis working through a deep pipeline answers slowly but keeps
+         * answering: only a link silent for the whole timeout is dead. */
+        else if (l->ready && l->probe_ms && now - l->probe_ms > limit &&
+                 now - l->last_read_ms > limit)
             link_drop(l, "unanswered");
     }
     if (srv->sub.ready && srv->cmd.ready && !srv->sub.probe_ms &&

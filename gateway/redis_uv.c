@@ -14,6 +14,7 @@ struct uv_redis {
     redisAsyncContext *ac; /* NULL once hiredis cleaned up */
     uv_poll_t poll;
     int events;
+    int64_t *last_read_ms; /* stamped whenever Redis sent us something */
 };
 
 static void on_poll(uv_poll_t *handle, int status, int events)
@@ -22,8 +23,10 @@ static void on_poll(uv_poll_t *handle, int status, int events)
     /* On an error, let hiredis try what it was waiting for: the read or
      * write fails and reports the real error. */
     int ev = status < 0 ? r->events : events;
-    if (r->ac && (ev & UV_READABLE))
+    if (r->ac && (ev & UV_READABLE)) {
+        *r->last_read_ms = cm_mono_ms();
         redisAsyncHandleRead(r->ac);
+    }
     if (r->ac && (ev & UV_WRITABLE))
         redisAsyncHandleWrite(r->ac);
 }
@@ -69,7 +72,7 @@ static void cleanup(void *p)
     uv_close((uv_handle_t *)&r->poll, on_closed);
 }
 
-int gw_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
+int gw_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, int64_t *last_read_ms)
 {
     if (ac->ev.data)
         return -1;
@@ -79,6 +82,7 @@ int gw_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
         return -1;
     }
     r->ac = ac;
+    r->last_read_ms = last_read_ms;
     r->poll.data = r;
     ac->ev.addRead = add_read;
     ac->ev.delRead = del_read;
