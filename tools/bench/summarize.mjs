@@ -1,0 +1,167 @@
+// Turns the JSON lines of one tools/bench.sh run into summary.md (the tables
+// docs/PERFORMANCE.md quotes, with each target and whether it was met) and
+// fanout.dat (the data gnuplot draws). Usage: node summarize.mjs RESULTS_DIR
+import fs from 'node:fs';
+import path from 'node:path';
+
+const dir = process.argv[2];
+if (!dir) {
+  console.error('usage: node summarize.mjs RESULTS_DIR');
+  process.exit(2);
+}
+
+function load(name) {
+  try {
+    const text = fs.readFileSync(path.join(dir, `${name}.json`), 'utf8').trim();
+    return JSON.parse(text);
+  } catch {
+    return null; // the run did not happen or did not end with its JSON line
+  }
+}
+
+const fmt = (n, digits = 0) =>
+  n === undefined || n === null ? '-' : Number(n).toLocaleString('en-US', {
+    maximumFractionDigits: digits, minimumFractionDigits: digits,
+  });
+const ms = (us) => (us === undefined || us === null ? '-' : (us / 1000).toFixed(us < 10000 ? 2 : 1));
+const yes = (ok) => (ok ? 'met' : '**not met**');
+
+const lines = [];
+const out = (s = '') => lines.push(s);
+const machine = fs.existsSync(path.join(dir, 'machine.txt'))
+  ? fs.readFileSync(path.join(dir, 'machine.txt'), 'utf8').trim() : '';
+
+out(`# Benchmark results: ${path.basename(dir)}`);
+out();
+out('```');
+out(machine);
+out('```');
+out();
+
+// ---- fan-out ----
+const fanouts = fs.readdirSync(dir)
+  .filter((f) => /^fanout-\d+\.json$/.test(f))
+  .map((f) => load(f.replace(/\.json$/, '')))
+  .filter(Boolean)
+  .sort((a, b) => a.offered_deliveries_per_s - b.offered_deliveries_per_s);
+
+out('## Fan-out: 1,000 clients, 10 rooms, two gateways, 100-byte messages');
+out();
+out('| offered deliveries/s | achieved | loss | dup | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms ' +
+    '| server CPU s | deliveries per server CPU-s | bench µs/delivery | other procs CPU s (rough) | evalsha/msg | checks |');
+out('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+const dat = ['# offered achieved p50_ms p90_ms p99_ms p999_ms deliveries_per_server_cpu_s'];
+for (const r of fanouts) {
+  const l = r.latency_us;
+  out(`| ${fmt(r.offered_deliveries_per_s)} | ${fmt(r.deliveries_per_s)} | ${fmt(r.loss)} | ` +
+      `${fmt(r.duplicates)} | ${ms(l.p50)} | ${ms(l.p90)} | ${ms(l.p99)} | ${ms(l.p999)} | ${ms(l.max)} | ` +
+      `${fmt(r.server_cpu_s, 2)} | ${fmt(r.deliveries_per_server_cpu_s)} | ` +
+      `${fmt(r.bench_us_per_delivery, 2)} | ${fmt(r.other_processes_cpu_s, 2)} | ` +
+      `${r.redis ? fmt(r.redis.evalsha_per_message, 3) : '-'} | ${r.ok ? 'ok' : `FAILED: ${r.problem}`} |`);
+  dat.push([r.offered_deliveries_per_s, r.deliveries_per_s, l.p50 / 1000, l.p90 / 1000,
+    l.p99 / 1000, l.p999 / 1000, r.deliveries_per_server_cpu_s].join(' '));
+}
+fs.writeFileSync(path.join(dir, 'fanout.dat'), dat.join('\n') + '\n');
+out();
+if (fanouts.length) {
+  const per = fanouts[0].servers.map((s) => s.name);
+  out('Server CPU seconds per run, by process: ' + fanouts.map((r) =>
+    `${fmt(r.offered_deliveries_per_s)}: ` + r.servers.map((s) => `${s.name} ${s.cpu_s}`).join(', '))
+    .join('; ') + ` (${per.join(', ')}).`);
+  out();
+}
+
+// ---- the rest ----
+const connect = load('connect');
+const storm = load('storm');
+const idle20 = load('idle-20k');
+const idle20j = load('idle-20k-joined');
+const idle50 = load('idle-50k');
+
+if (connect) {
+  out('## Connections per second');
+  out();
+  out(`${fmt(connect.completed)} connections (connect, upgrade, welcome, close 1000) in ` +
+      `${connect.elapsed_run_s} s with ${connect.slots} slots: **${fmt(connect.connections_per_s)}/s**; ` +
+      `latency to welcome p50 ${ms(connect.latency_us.p50)} ms, p99 ${ms(connect.latency_us.p99)} ms; ` +
+      `server CPU ${fmt(connect.server_us_per_connection, 1)} µs per connection; ` +
+      `failures ${connect.connect_failures}.`);
+  out();
+}
+
+const idleRow = (r) => {
+  if (!r || r.skipped) return null;
+  const m = r.memory[0] || {};
+  return `| ${fmt(r.connections)} | ${r.rooms ? `yes (${fmt(r.rooms)} rooms)` : 'no'} | ` +
+    `${fmt(r.established)} | ${fmt(r.held)} | ${fmt(r.setup_s, 2)} | ${fmt(m.rss_before_kib)} | ` +
+    `${fmt(m.rss_after_kib)} | ${fmt(m.bytes_per_conn)} | ${fmt(m.hwm_kib)} |`;
+};
+const idleRows = [idleRow(idle20), idleRow(idle20j), idle50?.skipped ? null : idleRow(idle50)]
+  .filter(Boolean);
+if (idleRows.length) {
+  out('## Idle connections on one fresh gateway');
+  out();
+  out('| connections | joined a room | established | still open after hold | setup s | RSS before KiB | ' +
+      'RSS after KiB | bytes per connection | peak RSS KiB |');
+  out('|---:|---|---:|---:|---:|---:|---:|---:|---:|');
+  idleRows.forEach((r) => out(r));
+  out();
+}
+
+if (storm) {
+  out('## Reconnect storm');
+  out();
+  const s0 = storm.storms[0] || {};
+  out(`${fmt(storm.clients)} clients in ${storm.rooms} rooms over ${storm.gateways} gateways ` +
+      `(${storm.senders} more connections sending ${storm.rate} msg/s throughout) dropped by ${storm.drop} ` +
+      `and rejoined with since: ${fmt(s0.rejoined)} back in ${s0.seconds} s ` +
+      `(${s0.failed_attempts} connect attempts retried); recovered ${fmt(storm.recovered)}, ` +
+      `not recovered ${storm.not_recovered}, recovered with a gap ${storm.recovery_gaps}; ` +
+      `loss ${storm.loss}, duplicates ${storm.duplicates}, seq gaps ${storm.seq_gaps}; ` +
+      `drop-to-joined p50 ${ms(storm.rejoin_latency_us.p50)} ms, p99 ${ms(storm.rejoin_latency_us.p99)} ms. ` +
+      'Peak RSS seen (KiB): ' + Object.entries(storm.rss_peak_kib).map(([k, v]) => `${k} ${fmt(v)}`).join(', ') + '.');
+  out();
+}
+
+// ---- targets ----
+const byOffered = (n) => fanouts.find((r) => r.offered_deliveries_per_s === n);
+const f25 = byOffered(25000);
+const f100 = byOffered(100000);
+const bestEff = fanouts.reduce((m, r) => Math.max(m, r.deliveries_per_server_cpu_s || 0), 0);
+out('## Targets');
+out();
+out('| target | measured | |');
+out('|---|---|---|');
+if (fanouts.length) {
+  out(`| ≥ 500,000 deliveries per server CPU-second | best ${fmt(bestEff)} ` +
+      `(${fanouts.map((r) => `${fmt(r.offered_deliveries_per_s / 1000)}k: ${fmt(r.deliveries_per_server_cpu_s)}`).join(', ')}) ` +
+      `| ${yes(bestEff >= 500000)} |`);
+}
+if (f25) out(`| p99 < 2 ms at 25,000 deliveries/s | p99 ${ms(f25.latency_us.p99)} ms | ${yes(f25.latency_us.p99 < 2000)} |`);
+if (f100) out(`| p99 at 100,000 deliveries/s (stated) | p99 ${ms(f100.latency_us.p99)} ms, achieved ${fmt(f100.deliveries_per_s)}/s | stated |`);
+if (idle20) {
+  const b = idle20.memory[0]?.bytes_per_conn;
+  out(`| ≤ 4 KiB gateway RSS per idle connection at 20,000 | ${fmt(b)} bytes with ${fmt(idle20.connections)}` +
+      `${idle20j ? `; ${fmt(idle20j.memory[0]?.bytes_per_conn)} bytes when each joined a room` : ''} ` +
+      `| ${yes(b <= 4096)} |`);
+}
+if (idle50?.skipped) out(`| 50,000 idle connections on one gateway | not run: ${idle50.skipped} | not measurable here |`);
+else if (idle50) out(`| 50,000 idle connections on one gateway | ${fmt(idle50.held)} of ${fmt(idle50.connections)} held | ${yes(idle50.held >= 50000)} |`);
+if (f100 && f100.redis) out(`| 1 Redis command per chat message | ${f100.redis.evalsha_per_message} EVALSHA per message at 100k/s (commandstats also counts the commands a script runs: ${f100.redis.commands_per_message} in all) | ${yes(f100.redis.evalsha_per_message <= 1.05)} |`);
+if (storm) out(`| storm of 10,000 clients, all recovered | ${fmt(storm.recovered)} of ${fmt(storm.clients)} recovered, loss ${storm.loss} | ${yes(storm.ok && storm.clients >= 10000)} |`);
+out();
+
+for (const f of ['profile-by-process.txt', 'profile-gw1-by-library.txt', 'profile-gw1-syscalls.txt',
+  'profile-gw1-self.txt']) {
+  const p = path.join(dir, f);
+  if (!fs.existsSync(p)) continue;
+  out(`## ${f.replace(/\.txt$/, '')} (perf, cpu-clock, 100,000 deliveries/s)`);
+  out();
+  out('```');
+  out(fs.readFileSync(p, 'utf8').split('\n').slice(0, 30).join('\n').trimEnd());
+  out('```');
+  out();
+}
+
+fs.writeFileSync(path.join(dir, 'summary.md'), lines.join('\n'));
+console.log(lines.filter((l) => l.startsWith('|') || l.startsWith('#')).join('\n'));
