@@ -180,6 +180,27 @@ static long long url_arg(struct lws *wsi, const char *name, long long def, long 
     return v;
 }
 
+static bool key_ok(struct gw_server *srv, struct lws *wsi);
+
+/* With authentication on, reading a room over HTTP takes what joining it
+ * takes (a token whose rooms claim allows it) or the server's API key. */
+static bool may_read_room(struct gw_http_req *req)
+{
+    struct gw_server *srv = req->srv;
+    struct cm_jwt_claims claims;
+    if (!srv->cfg.auth_secret || (srv->cfg.api_key && key_ok(srv, req->wsi)))
+        return true;
+    if (gw_auth_check(srv, req->wsi, &claims) != 0) {
+        req_json_error(req, 401, "unauthorized", "a valid token is required");
+        return false;
+    }
+    if (!cm_jwt_room_allowed(&claims, req->room)) {
+        req_json_error(req, 403, "forbidden", "your token does not allow this room");
+        return false;
+    }
+    return true;
+}
+
 /* GET /api/rooms/{room}/history|members */
 static void api_rooms(struct gw_http_req *req, const char *path)
 {
@@ -191,6 +212,8 @@ static void api_rooms(struct gw_http_req *req, const char *path)
         return;
     }
     snprintf(req->room, sizeof(req->room), "%.*s", (int)(slash - room), room);
+    if (!may_read_room(req))
+        return;
     bool history = strcmp(slash, "/history") == 0;
     if (!history && strcmp(slash, "/members") != 0) {
         req_json_error(req, 404, "not_found", "no such endpoint");

@@ -154,6 +154,8 @@ static void reserve(struct cm_sbuf *b, size_t extra)
 
 void cm_sbuf_append(struct cm_sbuf *b, const void *data, size_t len)
 {
+    if (len == 0)
+        return; /* data may be NULL then, and memcpy(NULL, 0) is undefined */
     reserve(b, len);
     memcpy(cm_sbuf_data(b) + b->len, data, len);
     b->len += len;

@@ -1,0 +1,245 @@
+// Helpers shared by the hostile-client suite. Everything the integration
+// harness offers (servers, clients, raw WebSocket, teardown by PID) comes
+// from ../integration/lib/harness.mjs; this file adds what hostile tests
+// need on top: raw HTTP upgrades that report the status, HS256 tokens,
+// Prometheus parsing, RSS of a process, fd-limit raising, a bystander check
+// ("does the gateway still serve others?") and latency statistics.
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import { spawnSync } from 'node:child_process';
+import { connect, httpGet, newId, uniqueRoom } from '../integration/lib/harness.mjs';
+
+export * from '../integration/lib/harness.mjs';
+
+// ---------------------------------------------------------------------------
+// Raw HTTP.
+
+// Writes one WebSocket upgrade request for `path` on 127.0.0.1:port, with
+// extra header lines, and resolves with {status, head, socket} as soon as
+// the response head arrives (or {status: 0, error} when the connection
+// ended without one). keep: true leaves the socket open (the caller
+// destroys it); otherwise it is destroyed at once.
+export function rawUpgrade(port, {
+  path = '/ws', headers = {}, protocol = 'chat.v1', host = `127.0.0.1:${port}`, keep = false, timeoutMs = 5000,
+} = {}) {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1' });
+    let acc = Buffer.alloc(0);
+    let done = false;
+    const finish = (r) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      s.removeAllListeners('data');
+      if (!keep || r.status !== 101) s.destroy();
+      resolve({ ...r, socket: s });
+    };
+    const timer = setTimeout(() => finish({ status: 0, error: 'timeout' }), timeoutMs);
+    s.on('error', (e) => finish({ status: 0, error: e.message }));
+    s.on('close', () => finish({ status: 0, error: 'closed' }));
+    s.on('connect', () => {
+      const lines = [
+        `GET ${path} HTTP/1.1`,
+        `Host: ${host}`,
+        'Upgrade: websocket',
+        'Connection: Upgrade',
+        `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}`,
+        'Sec-WebSocket-Version: 13',
+      ];
+      if (protocol) lines.push(`Sec-WebSocket-Protocol: ${protocol}`);
+      for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
+      s.write(lines.join('\r\n') + '\r\n\r\n');
+    });
+    s.on('data', (d) => {
+      acc = Buffer.concat([acc, d]);
+      const end = acc.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const head = acc.subarray(0, end).toString('latin1');
+      finish({ status: Number(head.split(' ')[1]), head });
+    });
+  });
+}
+
+// Resolves once the peer ends the TCP connection (or it errors); rejects
+// after timeoutMs. Resolves with the ms it took from the call. Whatever the
+// peer sends meanwhile is read and dropped (a paused socket never sees the
+// end of a stream that still holds unread data).
+export function socketEnded(socket, timeoutMs) {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    if (socket.destroyed || socket.readyState === 'closed') return resolve(0);
+    socket.resume();
+    const timer = setTimeout(() => reject(new Error(`socket still open after ${timeoutMs} ms`)), timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      resolve(Date.now() - t0);
+    };
+    socket.once('close', done);
+    socket.once('end', done);
+  });
+}
+
+// Opens a plain TCP connection to 127.0.0.1:port.
+export function tcpConnect(port, timeoutMs = 3000) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1' });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error('tcp connect timeout'));
+    }, timeoutMs);
+    s.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.on('error', () => {});
+      resolve(s);
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Tokens.
+
+export const b64url = (buf) => Buffer.from(buf).toString('base64url');
+
+// Builds a JWT. header defaults to HS256; sign: false leaves the signature
+// empty (alg none); signWith overrides the key.
+export function makeJwt(claims, secret, { header = { alg: 'HS256', typ: 'JWT' }, signature } = {}) {
+  const h = b64url(JSON.stringify(header));
+  const p = b64url(JSON.stringify(claims));
+  const sig = signature !== undefined
+    ? signature
+    : b64url(crypto.createHmac('sha256', secret).update(`${h}.${p}`).digest());
+  return `${h}.${p}.${sig}`;
+}
+
+export const nowS = () => Math.floor(Date.now() / 1000);
+
+// ---------------------------------------------------------------------------
+// Metrics.
+
+// Parses Prometheus text into Map("name{labels}" -> number), labels as
+// written by the server with spaces removed.
+export function parseMetrics(text) {
+  const out = new Map();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)(?:\s+\d+)?$/.exec(line);
+    assert.ok(m, `not a Prometheus sample line: ${JSON.stringify(line)}`);
+    out.set(m[1].replace(/\s/g, ''), Number(m[2]));
+  }
+  return out;
+}
+
+export async function metrics(gw) {
+  const r = await httpGet(`${gw.http}/metrics`);
+  assert.equal(r.status, 200, '/metrics answers 200');
+  return parseMetrics(r.body);
+}
+
+// The value of chat_gateway_refused_total{reason="..."}; a series not
+// (yet) exported counts as 0.
+export function refused(m, reason) {
+  return m.get(`chat_gateway_refused_total{reason="${reason}"}`) ?? 0;
+}
+
+// ---------------------------------------------------------------------------
+// Processes.
+
+// VmRSS of pid in bytes (null if the process is gone).
+export function rssBytes(pid) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(s);
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+// The soft RLIMIT_NOFILE of a running process (Infinity for unlimited).
+export function nofileOf(pid) {
+  const m = /^Max open files\s+(\S+)/m.exec(fs.readFileSync(`/proc/${pid}/limits`, 'utf8'));
+  return m[1] === 'unlimited' ? Infinity : Number(m[1]);
+}
+
+// Checks a gateway's effective --max-connections against the configured
+// value: the gateway keeps it under its open-files limit (a few hundred
+// descriptors spare) and says so on stderr when it lowers it.
+export function assertMaxConnections(gw, actual, configured) {
+  if (actual === configured) return;
+  const nofile = nofileOf(gw.pid);
+  assert.ok(actual < configured && actual < nofile && actual >= nofile - 4096,
+    `max_connections ${actual}: expected ${configured}, or just under the open-files limit ${nofile}`);
+  assert.match(gw.stderr, /max-connections/, 'lowering --max-connections is logged');
+}
+
+// True when the binary is linked against AddressSanitizer.
+export function isAsanBinary(file) {
+  const r = spawnSync('ldd', [file], { encoding: 'utf8' });
+  if (/libasan/.test(r.stdout || '')) return true;
+  // Statically linked runtime (clang): look for the runtime's symbols.
+  try {
+    return fs.readFileSync(file).includes('__asan_init');
+  } catch {
+    return false;
+  }
+}
+
+// Soft (and, as root, hard) RLIMIT_NOFILE of this process raised to at
+// least `want` with prlimit(1), so that the servers spawned afterwards
+// (which inherit it) and this process can hold that many sockets. Returns
+// the soft limit in force afterwards.
+export function raiseFdLimit(want) {
+  const read = () => {
+    const r = spawnSync('prlimit', ['--pid', String(process.pid), '--nofile', '--raw', '--noheadings'],
+      { encoding: 'utf8' });
+    const f = (r.stdout || '').trim().split(/\s+/);
+    return { soft: Number(f[1]), hard: f[2] === 'unlimited' ? Infinity : Number(f[2]) };
+  };
+  let { soft, hard } = read();
+  if (soft >= want) return soft;
+  const target = process.getuid?.() === 0 ? Math.max(want, soft) : Math.min(want, hard);
+  const newHard = process.getuid?.() === 0 ? Math.max(target, hard === Infinity ? target : hard) : hard;
+  spawnSync('prlimit', ['--pid', String(process.pid),
+    `--nofile=${target}:${newHard === Infinity ? 'unlimited' : newHard}`]);
+  ({ soft } = read());
+  return soft;
+}
+
+// ---------------------------------------------------------------------------
+// "The gateway still serves others": a fresh pair of clients joins a fresh
+// room on `url` and one message goes from one to the other within 3 s.
+export async function assertServes(url, what = '') {
+  const room = uniqueRoom('bystander');
+  const a = await connect(url).catch((e) => {
+    throw new Error(`gateway no longer accepts connections ${what}: ${e.message}`);
+  });
+  const b = await connect(url);
+  try {
+    await a.join(room, 'bystander-a');
+    await b.join(room, 'bystander-b');
+    const text = `still serving ${newId('s')}`;
+    const ack = await a.say(room, text);
+    const got = await b.next({ type: 'message', room, message: text }, 3000);
+    assert.equal(got.seq, ack.seq);
+  } catch (e) {
+    throw new Error(`gateway stopped serving others ${what}: ${e.message}`);
+  } finally {
+    a.terminate();
+    b.terminate();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Numbers.
+
+export function percentile(values, p) {
+  if (!values.length) return NaN;
+  const s = [...values].sort((x, y) => x - y);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
+}
