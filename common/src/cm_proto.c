@@ -356,34 +356,46 @@ static const unsigned frame_fields[] = {
     [CM_FRAME_LEGACY] = F_ROOM | F_NICKNAME | F_MESSAGE,
 };
 
-static int decode_room(const cJSON *root, struct cm_frame *out, struct cm_decode_error *err)
+/* The rule of one required name field, and what to say when it is broken. */
+struct name_rule {
+    const char *key;
+    const char *missing;    /* "room is required" */
+    const char *not_string; /* "room must be a string" */
+    bool (*valid)(const char *s, size_t len);
+    enum cm_err invalid;
+};
+
+/* Reads a required name field by its rule into dst (which holds any valid
+ * value). */
+static int decode_name(const cJSON *root, const struct name_rule *rule, char *dst,
+                       struct cm_decode_error *err)
 {
     const char *s;
     size_t n;
-    int r = get_str(root, "room", &s, &n);
+    int r = get_str(root, rule->key, &s, &n);
     if (r == 0)
-        return fail(err, CM_ERR_BAD_REQUEST, "room is required");
+        return fail(err, CM_ERR_BAD_REQUEST, rule->missing);
     if (r < 0)
-        return fail(err, CM_ERR_BAD_REQUEST, "room must be a string");
-    if (!cm_room_valid(s, n))
-        return fail(err, CM_ERR_INVALID_ROOM, err_texts[CM_ERR_INVALID_ROOM]);
-    memcpy(out->room, s, n + 1);
+        return fail(err, CM_ERR_BAD_REQUEST, rule->not_string);
+    if (!rule->valid(s, n))
+        return fail(err, rule->invalid, err_texts[rule->invalid]);
+    memcpy(dst, s, n + 1);
     return 0;
+}
+
+static int decode_room(const cJSON *root, struct cm_frame *out, struct cm_decode_error *err)
+{
+    static const struct name_rule room = {"room", "room is required", "room must be a string",
+                                          cm_room_valid, CM_ERR_INVALID_ROOM};
+    return decode_name(root, &room, out->room, err);
 }
 
 static int decode_nickname(const cJSON *root, struct cm_frame *out, struct cm_decode_error *err)
 {
-    const char *s;
-    size_t n;
-    int r = get_str(root, "nickname", &s, &n);
-    if (r == 0)
-        return fail(err, CM_ERR_BAD_REQUEST, "nickname is required");
-    if (r < 0)
-        return fail(err, CM_ERR_BAD_REQUEST, "nickname must be a string");
-    if (!cm_nickname_valid(s, n))
-        return fail(err, CM_ERR_INVALID_NICKNAME, err_texts[CM_ERR_INVALID_NICKNAME]);
-    memcpy(out->nickname, s, n + 1);
-    return 0;
+    static const struct name_rule nickname = {"nickname", "nickname is required",
+                                              "nickname must be a string", cm_nickname_valid,
+                                              CM_ERR_INVALID_NICKNAME};
+    return decode_name(root, &nickname, out->nickname, err);
 }
 
 /* Checks the message text and copies it into out; message_max is in bytes. */
