@@ -373,6 +373,9 @@ void bn_report_common(struct bn *b, struct bn_json *j);
 void bn_print_latency(const char *label, const struct bn_hist *h);
 /* Prints the JSON line (the last line on stdout) and frees j. */
 void bn_report_finish(struct bn *b, struct bn_json *j, bool ok);
+/* Names lost deliveries and deliveries of never-acked messages as problems
+ * (fanout and storm share the accounting). */
+void bn_report_delivery_problems(struct bn *b, uint64_t loss, uint64_t expected, uint64_t extra);
 /* "1.23 ms" style text into buf. */
 const char *bn_fmt_ns(uint64_t ns, char *buf, size_t len);
 

@@ -178,14 +178,7 @@ int bn_fanout_run(struct bn *b)
     bool ok = rc >= 0 && b->ready == b->nconns && loss == 0 && extra == 0 && s->duplicates == 0 &&
               s->gaps == 0 && s->disconnects == 0 && s->connect_failures == 0 &&
               s->send_errors == 0 && s->sent > 0;
-    if (loss)
-        bn_problem(b, "%llu of %llu expected deliveries lost", (unsigned long long)loss,
-                   (unsigned long long)expected);
-    if (extra)
-        bn_problem(b,
-                   "%llu deliveries of messages that were never acked (answered "
-                   "`unavailable`, or their sender went away)",
-                   (unsigned long long)extra);
+    bn_report_delivery_problems(b, loss, expected, extra);
     bn_close_all(b);
     bn_report_finish(b, &j, ok);
     return ok ? 0 : 1;

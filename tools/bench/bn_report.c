@@ -254,6 +254,18 @@ void bn_report_common(struct bn *b, struct bn_json *j)
     printf("\n");
 }
 
+void bn_report_delivery_problems(struct bn *b, uint64_t loss, uint64_t expected, uint64_t extra)
+{
+    if (loss)
+        bn_problem(b, "%llu of %llu expected deliveries lost", (unsigned long long)loss,
+                   (unsigned long long)expected);
+    if (extra)
+        bn_problem(b,
+                   "%llu deliveries of messages that were never acked (answered "
+                   "`unavailable`, or their sender went away)",
+                   (unsigned long long)extra);
+}
+
 void bn_report_finish(struct bn *b, struct bn_json *j, bool ok)
 {
     double cpu = bn_self_cpu_s();
