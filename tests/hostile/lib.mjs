@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { spawnSync } from 'node:child_process';
 import { connect, httpGet, newId, uniqueRoom } from '../integration/lib/harness.mjs';
+import { tcpConnect as connectTcp, upgradeRequest } from '../integration/lib/tcp.mjs';
 
 export * from '../integration/lib/harness.mjs';
 
@@ -40,17 +41,8 @@ export function rawUpgrade(port, {
     s.on('error', (e) => finish({ status: 0, error: e.message }));
     s.on('close', () => finish({ status: 0, error: 'closed' }));
     s.on('connect', () => {
-      const lines = [
-        `GET ${path} HTTP/1.1`,
-        `Host: ${host}`,
-        'Upgrade: websocket',
-        'Connection: Upgrade',
-        `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}`,
-        'Sec-WebSocket-Version: 13',
-      ];
-      if (protocol) lines.push(`Sec-WebSocket-Protocol: ${protocol}`);
-      for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
-      s.write(lines.join('\r\n') + '\r\n\r\n');
+      const key = crypto.randomBytes(16).toString('base64');
+      s.write(upgradeRequest({ path, host, key, protocol, headers }));
     });
     s.on('data', (d) => {
       acc = Buffer.concat([acc, d]);
@@ -81,24 +73,12 @@ export function socketEnded(socket, timeoutMs) {
   });
 }
 
-// Opens a plain TCP connection to 127.0.0.1:port.
-export function tcpConnect(port, timeoutMs = 3000) {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error('tcp connect timeout'));
-    }, timeoutMs);
-    s.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    s.once('connect', () => {
-      clearTimeout(timer);
-      s.on('error', () => {});
-      resolve(s);
-    });
-  });
+// Opens a plain TCP connection to 127.0.0.1:port; errors after the connect
+// are ignored (hostile tests watch for the close instead).
+export async function tcpConnect(port, timeoutMs = 3000) {
+  const s = await connectTcp(port, { timeoutMs });
+  s.on('error', () => {});
+  return s;
 }
 
 // ---------------------------------------------------------------------------

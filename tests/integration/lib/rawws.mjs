@@ -5,6 +5,7 @@
 // close frame's status code).
 import crypto from 'node:crypto';
 import net from 'node:net';
+import { upgradeRequest } from './tcp.mjs';
 
 export const OP = { CONT: 0x0, TEXT: 0x1, BINARY: 0x2, CLOSE: 0x8, PING: 0x9, PONG: 0xa };
 
@@ -71,16 +72,7 @@ export class RawWebSocket {
         reject(e);
       });
       s.on('connect', () => {
-        const lines = [
-          `GET ${path} HTTP/1.1`,
-          `Host: 127.0.0.1:${port}`,
-          'Upgrade: websocket',
-          'Connection: Upgrade',
-          `Sec-WebSocket-Key: ${key}`,
-          'Sec-WebSocket-Version: 13',
-        ];
-        if (protocol) lines.push(`Sec-WebSocket-Protocol: ${protocol}`);
-        s.write(lines.join('\r\n') + '\r\n\r\n');
+        s.write(upgradeRequest({ path, host: `127.0.0.1:${port}`, key, protocol }));
       });
       const onData = (d) => {
         acc = Buffer.concat([acc, d]);

@@ -1,7 +1,7 @@
 // A minimal RESP2 client over net.Socket: enough for tests to run commands
 // against the real redis-server and to watch pub/sub channels. Every wait
 // has a timeout; nothing here retries on its own.
-import net from 'node:net';
+import { tcpConnect } from './tcp.mjs';
 
 export class RedisError extends Error {}
 
@@ -69,25 +69,12 @@ export class RedisClient {
   }
 
   // Connects to 127.0.0.1:port; rejects after timeoutMs.
-  static connect(port, { host = '127.0.0.1', timeoutMs = 2000 } = {}) {
-    return new Promise((resolve, reject) => {
-      const s = net.connect({ port, host });
-      const timer = setTimeout(() => {
-        s.destroy();
-        reject(new Error(`redis connect ${host}:${port}: timeout`));
-      }, timeoutMs);
-      s.once('error', (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-      s.once('connect', () => {
-        clearTimeout(timer);
-        s.removeAllListeners('error');
-        s.setNoDelay(true);
-        resolve(new RedisClient(s));
-      });
-    });
+  static async connect(port, { host = '127.0.0.1', timeoutMs = 2000 } = {}) {
+    const s = await tcpConnect(port, { host, timeoutMs, what: `redis connect ${host}:${port}` });
+    s.setNoDelay(true);
+    return new RedisClient(s);
   }
+
 
   fail(err) {
     if (this.closedError) return;
