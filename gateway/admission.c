@@ -105,15 +105,6 @@ void gw_ip_release(struct gw_server *srv, const char *addr)
     }
 }
 
-void gw_ips_free(struct gw_server *srv)
-{
-    struct gw_ip *ip, *tmp;
-    HASH_ITER(hh, srv->ips, ip, tmp) {
-        HASH_DEL(srv->ips, ip);
-        free(ip);
-    }
-}
-
 /* Returns 0 to admit, or the HTTP status to refuse with. */
 static int admit(struct gw_server *srv, struct lws *wsi)
 {

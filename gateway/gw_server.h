@@ -367,9 +367,10 @@ int gw_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, int64_t *last_rea
 int gw_admission_filter(struct gw_server *srv, struct lws *wsi);
 /* Verifies the request's token into claims; 0 or -1. */
 int gw_auth_check(struct gw_server *srv, struct lws *wsi, struct cm_jwt_claims *claims);
+/* Per-address connection counts: every session acquires at ESTABLISHED and
+ * releases when closed, so the table is empty once all sessions are gone. */
 void gw_ip_acquire(struct gw_server *srv, const char *addr);
 void gw_ip_release(struct gw_server *srv, const char *addr);
-void gw_ips_free(struct gw_server *srv);
 
 /* tls.c: whether the certificate and key load and match; 0 or -1 with err. */
 int gw_tls_check(const char *cert_file, const char *key_file, char *err, size_t errlen);
