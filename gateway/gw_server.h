@@ -70,10 +70,23 @@ struct gw_config {
 struct gw_payload {
     unsigned refs;
     bool is_message; /* a chat message (legacy connections get only these) */
+    uint8_t hdr_len; /* the WebSocket header written just before the text */
     int64_t seq;     /* the room seq of a message, 0 for other frames */
-    size_t len;
+    size_t len;      /* of the text */
     unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
 };
+
+/* The ready-made frame, header included: the same bytes for every
+ * recipient, since server frames are not masked. */
+static inline const unsigned char *gw_payload_frame(const struct gw_payload *p)
+{
+    return p->buf + LWS_PRE - p->hdr_len;
+}
+
+static inline size_t gw_payload_frame_len(const struct gw_payload *p)
+{
+    return p->hdr_len + p->len;
+}
 
 enum gw_member_state {
     GW_MEMBER_SUBSCRIBING, /* waiting for the room's SUBSCRIBE to be confirmed */
@@ -91,6 +104,9 @@ struct gw_pvec {
 };
 
 struct gw_deferred; /* a publish waiting for its room's join to be sent */
+
+/* Which keepalive list a session is on (keepalive.c). */
+enum gw_ka_state { GW_KA_NONE, GW_KA_LIVE, GW_KA_PINGED };
 
 struct gw_member {
     struct gw_session *session; /* NULL once detached */
@@ -147,6 +163,8 @@ struct gw_session {
     const char *close_why;
     bool close_after_flush; /* send what is queued first (drain) */
     bool close_sent;        /* our close frame is written */
+    int fd;                 /* the socket, for direct writes; -1 under TLS */
+    bool wait_writable;     /* the socket took less than offered: wait for WRITEABLE */
     int bad_frames;      /* bad frames in a row */
     uint32_t joins;      /* memberships ever made, for mids */
     size_t nrooms;
@@ -159,7 +177,9 @@ struct gw_session {
     double join_tokens;   /* rate limit bucket: joins */
     int64_t join_tokens_ms;
     struct cm_jwt_claims *claims; /* with --auth-secret: what the token allows */
-    int64_t last_rx_ms;
+    int64_t last_rx_ms;             /* when it last sent anything (keepalive.c) */
+    enum gw_ka_state ka_state;
+    struct gw_session *ka_prev, *ka_next;
     bool dirty;                     /* on srv->dirty: frames to write this turn */
     struct gw_session *dirty_next;
     UT_hash_handle hh; /* srv->sessions by id */
@@ -174,6 +194,9 @@ struct gw_metrics {
     uint64_t frames_in;
     uint64_t frames_out;
     uint64_t writes;        /* socket writes (frames_out / writes: coalescing) */
+    uint64_t short_writes;  /* writes the kernel took only in part */
+    uint64_t pings;         /* keepalive pings sent */
+    uint64_t ping_timeouts; /* connections hung up for silence */
     uint64_t publishes;
     uint64_t publish_failures;
     uint64_t joins;
@@ -243,6 +266,9 @@ struct gw_server {
     uv_timer_t heartbeat;
     uv_timer_t watchdog; /* checks the Redis links' probes */
     uv_timer_t drain_timer;
+    struct gw_session *ka_live;   /* keepalive: not pinged since they spoke, oldest first */
+    struct gw_session *ka_pinged; /* pinged and silent since, oldest first */
+    uv_timer_t ka_timer;
     uv_signal_t sigterm, sigint;
     struct cm_limits limits;
     struct gw_metrics m;
@@ -255,6 +281,10 @@ struct gw_payload *gw_payload_ref(struct gw_payload *p);
 void gw_payload_unref(struct gw_payload *p);
 void gw_pvec_push(struct gw_pvec *v, struct gw_payload *p);
 struct gw_payload *gw_pvec_shift(struct gw_pvec *v);
+static inline struct gw_payload *gw_pvec_at(const struct gw_pvec *v, size_t i)
+{
+    return v->items[(v->head + i) % v->cap];
+}
 void gw_pvec_clear(struct gw_pvec *v);
 
 /* session.c */
@@ -275,6 +305,13 @@ void gw_session_close(struct gw_session *s, int code, const char *why, bool afte
 /* Called by lws glue when the socket is gone: detaches memberships, emits
  * leaves with reason, drops lws's reference. */
 void gw_session_closed(struct gw_session *s, const char *reason);
+/* keepalive.c: pings for silent sessions, hang-up for mute ones. */
+void gw_keepalive_start(struct gw_server *srv);
+void gw_keepalive_stop(struct gw_server *srv);
+void gw_keepalive_add(struct gw_session *s);
+void gw_keepalive_heard(struct gw_session *s); /* anything received */
+void gw_keepalive_remove(struct gw_session *s);
+
 /* writer.c: the write side. gw_session_send queues and marks the session;
  * the turn's end writes every marked session's frames in one send. */
 void gw_session_mark_dirty(struct gw_session *s);

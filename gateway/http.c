@@ -91,6 +91,13 @@ static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
            m->frames_out);
     cm_metric(b, "chat_gateway_writes_total", "counter",
            "Socket writes to WebSocket clients (frames are coalesced per write).", m->writes);
+    cm_metric(b, "chat_gateway_short_writes_total", "counter",
+           "Socket writes that the kernel took only in part (the client reads slower than it is sent to).",
+           m->short_writes);
+    cm_metric(b, "chat_gateway_pings_total", "counter",
+           "Keepalive pings sent to connections silent for --ping-interval-s.", m->pings);
+    cm_metric(b, "chat_gateway_ping_timeouts_total", "counter",
+           "Connections hung up after --ping-timeout-s of silence.", m->ping_timeouts);
     cm_metric(b, "chat_gateway_publishes_total", "counter", "Chat messages stored and published.",
            m->publishes);
     cm_metric(b, "chat_gateway_publish_failures_total", "counter",

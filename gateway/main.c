@@ -99,6 +99,7 @@ static void finish(struct gw_server *srv)
     srv->stopping = true;
     gw_ws_stop(srv);
     gw_writer_stop(srv);
+    gw_keepalive_stop(srv);
     gw_redis_stop(srv);
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
@@ -266,6 +267,7 @@ int main(int argc, char **argv)
         return 1;
     }
     gw_writer_start(&srv);
+    gw_keepalive_start(&srv);
     gw_redis_start(&srv);
     uv_timer_init(&loop, &srv.drain_timer);
     srv.drain_timer.data = &srv;

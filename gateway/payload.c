@@ -8,6 +8,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+_Static_assert(LWS_PRE >= 10, "the headroom holds the longest WebSocket header");
+
+/* Writes the header of an unmasked, final text frame of len bytes so that
+ * it ends at `end`; returns its length (2, 4 or 10). */
+static uint8_t put_header(unsigned char *end, size_t len)
+{
+    unsigned char h[10];
+    uint8_t n = 0;
+    h[n++] = 0x81; /* FIN, text */
+    if (len < 126) {
+        h[n++] = (unsigned char)len;
+    } else if (len < 65536) {
+        h[n++] = 126;
+        h[n++] = (unsigned char)(len >> 8);
+        h[n++] = (unsigned char)len;
+    } else {
+        h[n++] = 127;
+        for (int i = 7; i >= 0; i--)
+            h[n++] = (unsigned char)((uint64_t)len >> (8 * i));
+    }
+    memcpy(end - n, h, n);
+    return n;
+}
+
 struct gw_payload *gw_payload_new(const void *data, size_t len)
 {
     struct gw_payload *p = cm_malloc(sizeof(*p) + LWS_PRE + len);
@@ -16,6 +40,9 @@ struct gw_payload *gw_payload_new(const void *data, size_t len)
     p->seq = 0;
     p->len = len;
     memcpy(p->buf + LWS_PRE, data, len);
+    /* Framed once here, so every recipient's write is these bytes as they
+     * are; lws_write (the TLS path) writes the same header in place. */
+    p->hdr_len = put_header(p->buf + LWS_PRE, len);
     return p;
 }
 

@@ -17,15 +17,18 @@ struct gw_session *gw_session_new(struct gw_server *srv, struct lws *wsi, bool v
     s->wsi = wsi;
     s->refs = 1; /* lws's, dropped in gw_session_closed */
     s->v1 = v1;
+    /* Plain sockets are written directly (writer.c); TLS goes through lws. */
+    s->fd = lws_is_ssl(wsi) ? -1 : (int)lws_get_socket_fd(wsi);
     cm_random_hex(s->id, GW_SESSION_ID_LEN / 2);
     s->tokens = (double)srv->cfg.rate_burst;
-    s->tokens_ms = s->last_rx_ms = cm_mono_ms();
+    s->tokens_ms = cm_mono_ms();
     s->join_tokens = (double)srv->cfg.joins_per_sec;
     s->join_tokens_ms = s->tokens_ms;
     if (lws_get_peer_simple(wsi, s->peer, sizeof(s->peer)) == NULL)
         strcpy(s->peer, "?");
     gw_ip_acquire(srv, s->peer);
     HASH_ADD_STR(srv->sessions, id, s);
+    gw_keepalive_add(s);
     srv->nsessions++;
     srv->m.connections_total++;
     return s;
@@ -125,6 +128,7 @@ void gw_session_closed(struct gw_session *s, const char *reason)
     }
     s->nrooms = 0;
     s->wsi = NULL;
+    gw_keepalive_remove(s);
     gw_pvec_clear(&s->queue);
     HASH_DEL(srv->sessions, s);
     srv->nsessions--;

@@ -3,22 +3,30 @@
  * they reach the socket.
  *
  * Frames queued during one turn of the loop are written at the end of that
- * turn (a uv_check handle), all of a connection's frames in one send: a
- * single frame through lws_write, several as one buffer of ready-made
- * WebSocket frames (server frames are unmasked, so framing is a 2-10 byte
- * header). A connection that is writable never waits for an extra poll
- * round, and a burst of room traffic costs one syscall per connection
- * instead of one per frame plus two epoll_ctl. Only a connection whose
- * socket is full (lws_send_pipe_choked) waits for WRITEABLE.
+ * turn (a uv_check handle), a connection's frames coalesced into as few
+ * sends as possible. Each payload is framed once when it is made
+ * (gw_payload_new), so a frame is the same bytes for every recipient:
+ * nothing is framed or copied per recipient.
+ *
+ * Plain connections are written with sendmsg straight from the payloads.
+ * Nobody asks first whether the socket has room (lws_send_pipe_choked is a
+ * poll() per call, a tenth of the gateway's CPU under fan-out): the kernel
+ * answers by taking less, and only then does the connection wait for
+ * WRITEABLE. TLS connections go through lws_write.
  */
 #include "gw_server.h"
 
 #include "cm_log.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
-#define COALESCE_MAX (64 * 1024) /* bytes gathered into one send */
+#define COALESCE_MAX (64 * 1024) /* bytes offered to one send */
+#define IOV_FRAMES 64             /* frames offered to one sendmsg */
+#define WRITES_PER_TURN 16        /* sends per connection per turn: 1 MiB, then others' turn */
 
 int gw_session_send(struct gw_session *s, struct gw_payload *p)
 {
@@ -72,53 +80,83 @@ static int write_close(struct gw_session *s)
     return 0;
 }
 
-/* Appends one unmasked text frame (FIN set) to b. */
-static void put_frame(struct cm_sbuf *b, const struct gw_payload *p)
-{
-    unsigned char h[10];
-    size_t n = 0;
-    h[n++] = 0x81;
-    if (p->len < 126) {
-        h[n++] = (unsigned char)p->len;
-    } else if (p->len < 65536) {
-        h[n++] = 126;
-        h[n++] = (unsigned char)(p->len >> 8);
-        h[n++] = (unsigned char)p->len;
-    } else {
-        h[n++] = 127;
-        for (int i = 7; i >= 0; i--)
-            h[n++] = (unsigned char)((uint64_t)p->len >> (8 * i));
-    }
-    cm_sbuf_append(b, h, n);
-    cm_sbuf_append(b, p->buf + LWS_PRE, p->len);
-}
-
-/* Writes what is queued, as one send. Returns -1 if the socket failed. */
-static int write_queue(struct gw_session *s)
+/* Plain connections: the queued frames in one sendmsg, straight from the
+ * shared payloads. Frames the kernel took are done; of a frame it took only
+ * in part, lws gets the rest (lws_write RAW), buffers it and writes it
+ * before anything of its own, so a pong or close never lands inside one of
+ * our frames. Returns -1 if the socket failed. */
+static int write_direct(struct gw_session *s)
 {
     struct gw_server *srv = s->srv;
-    struct gw_payload *p;
+    struct iovec iov[IOV_FRAMES];
+    size_t n = 0, offered = 0;
+
+    while (n < s->queue.len && n < IOV_FRAMES && offered < COALESCE_MAX) {
+        const struct gw_payload *p = gw_pvec_at(&s->queue, n);
+        iov[n].iov_base = (void *)gw_payload_frame(p);
+        iov[n].iov_len = gw_payload_frame_len(p);
+        offered += iov[n++].iov_len;
+    }
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = n};
+    ssize_t sent = sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    srv->m.writes++;
+    if (sent < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -1;
+        sent = 0;
+    }
+    if ((size_t)sent < offered) {
+        srv->m.short_writes++;
+        s->wait_writable = true;
+    }
+    for (size_t done = (size_t)sent; done > 0;) {
+        struct gw_payload *p = gw_pvec_shift(&s->queue);
+        size_t len = gw_payload_frame_len(p);
+        srv->m.frames_out++;
+        if (done < len) {
+            int rc = lws_write(s->wsi, (unsigned char *)gw_payload_frame(p) + done, len - done,
+                               LWS_WRITE_RAW);
+            gw_payload_unref(p); /* lws asks for WRITEABLE once it wrote the rest */
+            return rc < 0 ? -1 : 0;
+        }
+        gw_payload_unref(p);
+        done -= len;
+    }
+    return 0;
+}
+
+/* TLS connections: lws encrypts, so the frames go through lws_write, one
+ * frame in place or several gathered into one buffer. */
+static int write_lws(struct gw_session *s)
+{
+    struct gw_server *srv = s->srv;
+    struct gw_payload *p = gw_pvec_shift(&s->queue);
     int n;
 
-    if (s->queue.len == 1 || s->queue.items[s->queue.head]->len >= COALESCE_MAX) {
-        p = gw_pvec_shift(&s->queue); /* zero copy: lws frames it in place */
-        n = lws_write(s->wsi, p->buf + LWS_PRE, p->len, LWS_WRITE_TEXT);
+    srv->m.frames_out++;
+    srv->m.writes++;
+    if (s->queue.len == 0 || gw_payload_frame_len(p) >= COALESCE_MAX) {
+        n = lws_write(s->wsi, (unsigned char *)gw_payload_frame(p), gw_payload_frame_len(p),
+                      LWS_WRITE_RAW);
         gw_payload_unref(p);
-        srv->m.frames_out++;
-        srv->m.writes++;
+        if (lws_partial_buffered(s->wsi))
+            s->wait_writable = true;
         return n < 0 ? -1 : 0;
     }
     struct cm_sbuf *b = &srv->wbuf;
     cm_sbuf_reset(b);
-    while (s->queue.len > 0 && b->len + s->queue.items[s->queue.head]->len + 10 <= COALESCE_MAX) {
-        p = gw_pvec_shift(&s->queue);
-        put_frame(b, p);
+    for (;;) {
+        cm_sbuf_append(b, gw_payload_frame(p), gw_payload_frame_len(p));
         gw_payload_unref(p);
+        if (s->queue.len == 0 ||
+            b->len + gw_payload_frame_len(gw_pvec_at(&s->queue, 0)) > COALESCE_MAX)
+            break;
+        p = gw_pvec_shift(&s->queue);
         srv->m.frames_out++;
     }
-    srv->m.writes++;
-    /* LWS_WRITE_RAW: the bytes are complete frames already. */
     n = lws_write(s->wsi, (unsigned char *)cm_sbuf_data(b), b->len, LWS_WRITE_RAW);
+    if (lws_partial_buffered(s->wsi))
+        s->wait_writable = true;
     return n < 0 ? -1 : 0;
 }
 
@@ -133,16 +171,34 @@ int gw_session_flush(struct gw_session *s)
     }
     if (s->close_code && (!s->close_after_flush || s->queue.len == 0))
         return write_close(s);
-    if (s->queue.len > 0 && write_queue(s) != 0)
-        return -1;
-    if (s->queue.len > 0 || s->close_code)
+    /* Write until the queue is empty or the socket takes less than offered
+     * (then wait for WRITEABLE), at most WRITES_PER_TURN sends. Waiting after
+     * a complete send instead would stall for nothing: the kernel reports
+     * POLLOUT only once a third of the send buffer is free again. */
+    for (int i = 0; i < WRITES_PER_TURN && s->queue.len > 0 && !s->wait_writable; i++)
+        if ((s->fd >= 0 ? write_direct(s) : write_lws(s)) != 0)
+            return -1;
+    if (s->queue.len > 0 || s->close_code || s->wait_writable) {
+        /* What is left goes when the socket has room again. */
+        s->wait_writable = true;
         lws_callback_on_writable(s->wsi);
+    }
     return 0;
 }
 
 int gw_session_writable(struct gw_session *s)
 {
+    s->wait_writable = false;
     return gw_session_flush(s);
+}
+
+/* Whether the socket cannot take more now. A plain connection learns it
+ * from its last write (no syscall); under TLS lws is asked, which polls. */
+static bool must_wait(struct gw_session *s)
+{
+    if (s->wait_writable || lws_partial_buffered(s->wsi))
+        return true;
+    return s->fd < 0 && lws_send_pipe_choked(s->wsi);
 }
 
 /* End of a loop turn: every session that got frames writes them now,
@@ -157,10 +213,12 @@ static void on_turn_end(uv_check_t *h)
         s->dirty = false;
         s->dirty_next = NULL;
         if (s->wsi) {
-            if (lws_send_pipe_choked(s->wsi))
+            if (must_wait(s)) {
+                s->wait_writable = true;
                 lws_callback_on_writable(s->wsi);
-            else if (gw_session_flush(s) != 0) /* the socket is gone: lws closes it */
+            } else if (gw_session_flush(s) != 0) { /* the socket is gone: lws closes it */
                 lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+            }
         }
         gw_session_unref(s);
     }

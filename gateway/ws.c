@@ -16,6 +16,12 @@
  * chat frames are mostly far smaller (measured: docs/PERFORMANCE.md). */
 #define GW_RX_BUFFER 1024
 
+/* The most lws writes to the socket at once. lws defaults to the rx buffer
+ * size, which would cut every larger write (a coalesced TLS batch, a joined
+ * frame with history, the rest of a direct write) into 1 KiB pieces, one
+ * poll round each. Sending is not tied to any buffer of this size. */
+#define GW_TX_PACKET (64 * 1024)
+
 static struct gw_server *server_of(struct lws *wsi)
 {
     return lws_context_user(lws_get_context(wsi));
@@ -64,7 +70,7 @@ static int ws_receive(struct gw_session *s, const char *in, size_t len)
     bool complete = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
     size_t have = s->rx ? s->rx->len : 0;
 
-    s->last_rx_ms = cm_mono_ms();
+    gw_keepalive_heard(s);
     if (s->close_code)
         return 0; /* closing: ignore what is still arriving */
     if (have + len > (size_t)s->srv->cfg.frame_bytes)
@@ -120,6 +126,10 @@ static int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
         return ws_established(srv, wsi, pss);
     case LWS_CALLBACK_RECEIVE:
         return pss->session ? ws_receive(pss->session, in, len) : -1;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (pss->session)
+            gw_keepalive_heard(pss->session);
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return pss->session ? gw_session_writable(pss->session) : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
@@ -142,16 +152,15 @@ int gw_ws_start(struct gw_server *srv)
     static struct lws_protocols protocols[] = {
         /* [0] serves HTTP and WebSockets that offer no subprotocol (legacy
          * pages); [1] those that negotiate chat.v1 and get `welcome`. */
-        {"http", gw_ws_callback, sizeof(struct gw_pss), GW_RX_BUFFER, 0, NULL, 0},
-        {"chat.v1", gw_ws_callback, sizeof(struct gw_pss), GW_RX_BUFFER, 0, NULL, 0},
+        {"http", gw_ws_callback, sizeof(struct gw_pss), GW_RX_BUFFER, 0, NULL, GW_TX_PACKET},
+        {"chat.v1", gw_ws_callback, sizeof(struct gw_pss), GW_RX_BUFFER, 0, NULL, GW_TX_PACKET},
         {NULL, NULL, 0, 0, 0, NULL, 0},
     };
-    static lws_retry_bo_t keepalive;
+    /* Keepalive is ours (keepalive.c): a policy with no hang-up time keeps
+     * lws from arming a validity timer per connection. */
+    static const lws_retry_bo_t no_validity_timers;
     struct lws_context_creation_info info;
     void *loops[] = {srv->loop};
-
-    keepalive.secs_since_valid_ping = (uint16_t)srv->cfg.ping_interval_s;
-    keepalive.secs_since_valid_hangup = (uint16_t)srv->cfg.ping_timeout_s;
 
     memset(&info, 0, sizeof(info));
     info.port = srv->listen_port;
@@ -160,7 +169,7 @@ int gw_ws_start(struct gw_server *srv)
     info.user = srv;
     info.pcontext = &srv->lws; /* set to NULL by lws when fully destroyed */
     info.foreign_loops = loops;
-    info.retry_and_idle_policy = &keepalive;
+    info.retry_and_idle_policy = &no_validity_timers;
     info.timeout_secs = 10; /* handshakes and slow HTTP requests */
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
                    LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
