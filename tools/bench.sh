@@ -126,17 +126,18 @@ worker_pid=$!
 pids+=("$worker_pid")
 wait_ready "http://127.0.0.1:$worker_port/readyz" "$worker_pid" worker
 
-# start_gateway ID: starts a gateway; sets gw_pid and gw_url.
+# start_gateway ID [OPTION...]: starts a gateway; sets gw_pid and gw_url.
 start_gateway() {
-  local port
+  local port id=$1
+  shift
   port=$(free_port)
   "${limit[@]}" "$bin_dir/chat-gateway" --listen "127.0.0.1:$port" \
-    --redis "$redis_url" --id "$1" --rate-per-sec 1000000 --rate-burst 1000000 \
-    --drain-ms 0 --drain-grace-ms 0 --log-level warn 2>"$out/logs/gateway-$1.log" &
+    --redis "$redis_url" --id "$id" --rate-per-sec 1000000 --rate-burst 1000000 \
+    --drain-ms 0 --drain-grace-ms 0 --log-level warn "$@" 2>"$out/logs/gateway-$id.log" &
   gw_pid=$!
   pids+=("$gw_pid")
   gw_url=ws://127.0.0.1:$port/ws
-  wait_ready "http://127.0.0.1:$port/readyz" "$gw_pid" "gateway $1"
+  wait_ready "http://127.0.0.1:$port/readyz" "$gw_pid" "gateway $id"
 }
 
 stop_pid() { # stops one process we started, by PID
@@ -190,16 +191,18 @@ bench() {
 }
 
 if ((quick)); then
-  dur=3 idle_n=2000 idle_big=4000 storm_n=1000 conn_dur=3 hold=2
+  dur=3 idle_n=2000 idle_big=4000 storm_n=1000 conn_dur=3 hold=2 ka_hold=6
 else
-  dur=10 idle_n=20000 idle_big=50000 storm_n=10000 conn_dur=10 hold=5
+  dur=10 idle_n=20000 idle_big=50000 storm_n=10000 conn_dur=10 hold=5 ka_hold=30
 fi
 both="$gw1_url,$gw2_url"
 redis_hp=127.0.0.1:$redis_port
 
 # Fan-out: 1,000 clients in 10 rooms over two gateways, 100-byte messages;
 # each message reaches 100 members, so deliveries/s = 100 x messages/s.
-for target in 5000 25000 50000 100000 150000 200000; do
+# From light load to past what this machine carries: efficiency and
+# latency both depend on the load (docs/PERFORMANCE.md).
+for target in 5000 25000 50000 100000 200000 400000 600000 800000 1000000; do
   bench "fanout-$target" fanout --url "$both" --clients 1000 --rooms 10 --senders 10 \
     --rate $((target / 100)) --size 100 --duration "$dur" --pids "$servers" --redis "$redis_hp" \
     --quiet
@@ -214,10 +217,12 @@ bench storm storm --url "$both" --clients "$storm_n" --rooms 100 --senders 10 --
   --duration 3 --pids "$servers" --redis "$redis_hp" --quiet
 
 # Idle memory: a fresh gateway per run, so RSS before is that of an empty one.
-idle_run() { # name count rooms
-  start_gateway "$1"
-  bench "$1" idle --url "$gw_url" --clients "$2" --rooms "$3" --duration "$hold" \
-    --pids "$1=$gw_pid" --quiet
+idle_run() { # name count rooms hold [gateway option...]
+  local name=$1 count=$2 rooms=$3 secs=$4
+  shift 4
+  start_gateway "$name" "$@"
+  bench "$name" idle --url "$gw_url" --clients "$count" --rooms "$rooms" --duration "$secs" \
+    --pids "$name=$gw_pid" --quiet
   stop_pid "$gw_pid"
 }
 # A process needs a descriptor per connection plus about 20 of its own.
@@ -226,10 +231,13 @@ if ((idle_n > fit)); then
   echo "==> note: $idle_n connections do not fit under the fd limit $nofile: using $fit"
   idle_n=$fit
 fi
-idle_run idle-20k "$idle_n" 0
-idle_run idle-20k-joined "$idle_n" $((idle_n / 10))
+idle_run idle-20k "$idle_n" 0 "$hold"
+idle_run idle-20k-joined "$idle_n" $((idle_n / 10)) "$hold"
+# Keepalive: the same connections held through several ping rounds (a ping
+# to each every 5 s instead of 25 s), for what pings and pongs cost.
+idle_run keepalive-20k "$idle_n" 0 "$ka_hold" --ping-interval-s 5 --ping-timeout-s 12
 if ((idle_big <= fit)); then
-  idle_run idle-50k "$idle_big" 0
+  idle_run idle-50k "$idle_big" 0 "$hold"
 else
   echo "==> idle-50k skipped: $idle_big connections need more than the fd limit $nofile"
   echo "{\"mode\":\"idle\",\"skipped\":\"$idle_big connections need more file descriptors than the hard limit $nofile, which this user cannot raise\",\"connections\":$idle_big}" \
@@ -259,7 +267,7 @@ if ((perf_on)) && command -v perf >/dev/null; then
       head -40 >"$out/profile-gw1-self.txt" || true
   fi
   f0=$(frames_out)
-  calls=syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev
+  calls=syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_write,syscalls:sys_enter_writev
   calls+=,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_read
   calls+=,syscalls:sys_enter_recvfrom,syscalls:sys_enter_poll,syscalls:sys_enter_ppoll
   if perf stat -x, -e "$calls" -p "$gw1_pid" -o "$state/stat.csv" -- sleep 2 >/dev/null 2>&1; then

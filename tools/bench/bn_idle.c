@@ -92,11 +92,14 @@ int bn_idle_run(struct bn *b)
         bn_json_num(&j, "bytes_per_conn", round(per));
         bn_json_num(&j, "bytes_per_conn_at_open", round(per_open));
         bn_json_num(&j, "cpu_s", round((after[i].cpu_s - before[i].cpu_s) * 100) / 100);
+        /* What holding costs (keepalive pings and pongs), setup excluded. */
+        double hold_cpu = after[i].cpu_s - opened[i].cpu_s;
+        bn_json_num(&j, "hold_cpu_s", round(hold_cpu * 100) / 100);
         bn_json_close(&j, '}');
         printf("  server %-12s rss %ld -> %ld KiB (peak %ld): %.0f bytes per connection "
-               "(%.0f right after opening)\n",
+               "(%.0f right after opening); %.2f CPU s while holding\n",
                cfg->pids[i].name, before[i].rss_kib, after[i].rss_kib, after[i].hwm_kib, per,
-               per_open);
+               per_open, hold_cpu);
     }
     bn_json_close(&j, ']');
     bn_report_common(b, &j);
