@@ -9,6 +9,13 @@
 #include "gw_server.h"
 
 #include <stdlib.h>
+#include <sys/ioctl.h>
+
+/* hiredis reads at most 16 KiB per call. Under load a loop turn can take
+ * long, and at one read per turn replies would queue up in the kernel
+ * behind the fan-out (publishes then expire): read on while more waits,
+ * up to this many times per event. */
+#define READS_PER_EVENT 8
 
 struct uv_redis {
     redisAsyncContext *ac; /* NULL once hiredis cleaned up */
@@ -25,7 +32,12 @@ static void on_poll(uv_poll_t *handle, int status, int events)
     int ev = status < 0 ? r->events : events;
     if (r->ac && (ev & UV_READABLE)) {
         *r->last_read_ms = cm_mono_ms();
-        redisAsyncHandleRead(r->ac);
+        for (int i = 0; i < READS_PER_EVENT && r->ac; i++) {
+            int waiting = 0;
+            redisAsyncHandleRead(r->ac); /* may free the context: r->ac is then NULL */
+            if (!r->ac || ioctl(r->ac->c.fd, FIONREAD, &waiting) != 0 || waiting <= 0)
+                break;
+        }
     }
     if (r->ac && (ev & UV_WRITABLE))
         redisAsyncHandleWrite(r->ac);
