@@ -92,7 +92,7 @@ static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
     cm_metric(b, "chat_gateway_writes_total", "counter",
            "Socket writes to WebSocket clients (frames are coalesced per write).", m->writes);
     cm_metric(b, "chat_gateway_short_writes_total", "counter",
-           "Socket writes that the kernel took only in part (the client reads slower than it is sent to).",
+           "Socket writes not taken whole (the client reads slower than it is sent to).",
            m->short_writes);
     cm_metric(b, "chat_gateway_pings_total", "counter",
            "Keepalive pings sent to connections silent for --ping-interval-s.", m->pings);

@@ -8,11 +8,12 @@
  * (gw_payload_new), so a frame is the same bytes for every recipient:
  * nothing is framed or copied per recipient.
  *
- * Plain connections are written with sendmsg straight from the payloads.
- * Nobody asks first whether the socket has room (lws_send_pipe_choked is a
- * poll() per call, a tenth of the gateway's CPU under fan-out): the kernel
- * answers by taking less, and only then does the connection wait for
- * WRITEABLE. TLS connections go through lws_write.
+ * Plain connections are written with sendmsg straight from the payloads,
+ * TLS connections through lws_write. Nobody asks first whether the socket
+ * has room (lws_send_pipe_choked is a poll() per call, a tenth of the
+ * gateway's CPU under fan-out): the kernel answers by taking less (or, under
+ * TLS, lws by buffering), and only then does the connection wait for
+ * WRITEABLE.
  */
 #include "gw_server.h"
 
@@ -125,6 +126,15 @@ static int write_direct(struct gw_session *s)
     return 0;
 }
 
+/* After lws_write: if lws kept some of it, the socket is full. */
+static void note_buffered(struct gw_session *s)
+{
+    if (lws_partial_buffered(s->wsi)) {
+        s->srv->m.short_writes++;
+        s->wait_writable = true;
+    }
+}
+
 /* TLS connections: lws encrypts, so the frames go through lws_write, one
  * frame in place or several gathered into one buffer. */
 static int write_lws(struct gw_session *s)
@@ -139,8 +149,7 @@ static int write_lws(struct gw_session *s)
         n = lws_write(s->wsi, (unsigned char *)gw_payload_frame(p), gw_payload_frame_len(p),
                       LWS_WRITE_RAW);
         gw_payload_unref(p);
-        if (lws_partial_buffered(s->wsi))
-            s->wait_writable = true;
+        note_buffered(s);
         return n < 0 ? -1 : 0;
     }
     struct cm_sbuf *b = &srv->wbuf;
@@ -155,8 +164,7 @@ static int write_lws(struct gw_session *s)
         srv->m.frames_out++;
     }
     n = lws_write(s->wsi, (unsigned char *)cm_sbuf_data(b), b->len, LWS_WRITE_RAW);
-    if (lws_partial_buffered(s->wsi))
-        s->wait_writable = true;
+    note_buffered(s);
     return n < 0 ? -1 : 0;
 }
 
@@ -192,13 +200,12 @@ int gw_session_writable(struct gw_session *s)
     return gw_session_flush(s);
 }
 
-/* Whether the socket cannot take more now. A plain connection learns it
- * from its last write (no syscall); under TLS lws is asked, which polls. */
+/* Whether the socket cannot take more now, as its last write told (no
+ * syscall), or lws still holds bytes of its own (a pong, a ping, a close)
+ * that must go first. */
 static bool must_wait(struct gw_session *s)
 {
-    if (s->wait_writable || lws_partial_buffered(s->wsi))
-        return true;
-    return s->fd < 0 && lws_send_pipe_choked(s->wsi);
+    return s->wait_writable || lws_partial_buffered(s->wsi);
 }
 
 /* End of a loop turn: every session that got frames writes them now,

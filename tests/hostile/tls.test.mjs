@@ -101,6 +101,35 @@ test('wss:// chat with the certificate verified', { timeout: 20000 }, async () =
   assert.equal((await b.next({ type: 'message', room, message: big })).message, big);
 });
 
+test('a wss:// reader that stalls and catches up gets every frame intact and in order', { timeout: 60000 }, async (t) => {
+  // Its own gateway: no rate limit, room for what piles up meanwhile.
+  const g = await startTlsGateway(['--rate-per-sec', '1000000', '--rate-burst', '1000000',
+    '--send-queue-bytes', String(64 * 1024 * 1024), '--message-bytes', '65535', '--frame-bytes', '131072']);
+  const shortWrites = async () => {
+    const m = await httpsGet(`${g.https}/metrics`);
+    return Number(m.body.match(/^chat_gateway_short_writes_total (\d+)/m)[1]);
+  };
+  const room = uniqueRoom('tls-stall');
+  const writer = await connectWss(g.wss, { ca });
+  const reader = await connectWss(g.wss, { ca, maxPayload: 1 << 20 });
+  await writer.join(room, 'writer');
+  const joined = await reader.join(room, 'reader');
+  const before = await shortWrites();
+  reader.ws._socket.pause(); // the TLS socket stops reading: SSL_write meets a full socket
+  const sizes = [60000, 1, 125, 126, 3000, 40000];
+  const texts = Array.from({ length: 600 }, (_, i) => `${i}:`.padEnd(sizes[i % sizes.length], 'xyz'[i % 3]));
+  await writer.sayMany(room, texts, { window: 50, timeoutMs: 30000 });
+  const shorts = (await shortWrites()) - before;
+  reader.ws._socket.resume();
+  const got = await reader.messages(room, texts.length, 30000);
+  assert.equal(reader.closeInfo, null);
+  assert.deepEqual(got.map((m) => m.seq), texts.map((_, i) => joined.seq + 1 + i), 'every seq, in order');
+  assert.ok(got.every((m, i) => m.message === texts[i]), 'every text intact');
+  assert.ok(shorts > 0, 'lws had to hold a write back while the reader stalled');
+  t.diagnostic(`${shorts} writes held back by lws`);
+  await g.proc.stop();
+});
+
 test('a client that does not trust the certificate is refused by its own check', { timeout: 20000 }, async () => {
   await assert.rejects(connectWss(gw.wss), /self[- ]signed|certificate/i);
   await assert.rejects(httpsGet(`${gw.https}/healthz`, { trust: false }), /self[- ]signed|certificate/i);
