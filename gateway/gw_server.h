@@ -294,6 +294,9 @@ void gw_session_unref(struct gw_session *s);
 /* Queues a payload (taking a new reference); closes with 1013 past the
  * queue bound. Returns 0, or -1 if the session is closed or closing. */
 int gw_session_send(struct gw_session *s, struct gw_payload *p);
+/* Drops the socket now, without a close frame: the peer failed or is mute.
+ * Only from outside lws callbacks (timers, the turn's end). */
+void gw_session_kill(struct gw_session *s);
 /* Closes a session whose queue (or held-back frames) overflowed: 1013. */
 void gw_session_overflow(struct gw_session *s);
 /* Encodes-and-sends helpers: the sbuf is reset by the caller. */

@@ -79,7 +79,7 @@ static void ping(struct gw_session *s)
      * boundary otherwise (writer.c). */
     s->srv->m.pings++;
     if (lws_write(s->wsi, frame + LWS_PRE, sizeof(body) - 1, LWS_WRITE_PING) < 0)
-        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        gw_session_kill(s);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -96,9 +96,8 @@ static void on_tick(uv_timer_t *t)
         CM_DEBUG("session %s (%s): silent for %lld ms, hanging up", s->id, s->peer,
                  (long long)(now - s->last_rx_ms));
         /* No close frame: the peer has stopped answering. ws.c reports
-         * the reason as timeout from last_rx_ms. Closed now, not on lws's
-         * next timer pass: nothing else may wake lws for a mute peer. */
-        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
+         * the reason as timeout from last_rx_ms. */
+        gw_session_kill(s);
     }
     while ((s = srv->ka_live) != NULL && now - s->last_rx_ms >= ping_ms) {
         unlink_session(s);

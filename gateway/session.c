@@ -53,6 +53,14 @@ void gw_session_unref(struct gw_session *s)
     free(s);
 }
 
+void gw_session_kill(struct gw_session *s)
+{
+    /* Synchronously: from our own timers and the turn's end nothing wakes
+     * lws to run an async kill, so a dead or mute peer would linger. The
+     * close callback runs before this returns (gw_session_closed). */
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
+}
+
 void gw_session_overflow(struct gw_session *s)
 {
     /* The receiver is the boss, but not of our memory: a client that cannot

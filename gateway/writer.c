@@ -223,8 +223,8 @@ static void on_turn_end(uv_check_t *h)
             if (must_wait(s)) {
                 s->wait_writable = true;
                 lws_callback_on_writable(s->wsi);
-            } else if (gw_session_flush(s) != 0) { /* the socket is gone: lws closes it */
-                lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+            } else if (gw_session_flush(s) != 0) { /* the socket is gone */
+                gw_session_kill(s);
             }
         }
         gw_session_unref(s);

@@ -21,12 +21,14 @@ export * from '../integration/lib/harness.mjs';
 // extra header lines, and resolves with {status, head, socket} as soon as
 // the response head arrives (or {status: 0, error} when the connection
 // ended without one). keep: true leaves the socket open (the caller
-// destroys it); otherwise it is destroyed at once.
+// destroys it); otherwise it is destroyed at once. localAddress picks the
+// client's address (127.0.0.2 is another client IP).
 export function rawUpgrade(port, {
   path = '/ws', headers = {}, protocol = 'chat.v1', host = `127.0.0.1:${port}`, keep = false, timeoutMs = 5000,
+  localAddress,
 } = {}) {
   return new Promise((resolve) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
+    const s = net.connect({ port, host: '127.0.0.1', localAddress });
     let acc = Buffer.alloc(0);
     let done = false;
     const finish = (r) => {

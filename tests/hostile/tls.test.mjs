@@ -11,11 +11,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import WebSocket from 'ws';
 import {
   startRedis, teardown, uniqueRoom, ServerProcess, freePort, makeTmpDir, gatewayBin, webRoot, waitFor,
-  ChatClient, track, httpGet, tcpConnect, socketEnded, runToExit, rawUpgrade,
+  ChatClient, track, httpGet, tcpConnect, socketEnded, runToExit, rawUpgrade, makeSelfSignedCert,
 } from './lib.mjs';
 
 let redis;
@@ -74,12 +73,7 @@ function connectWss(url, opts = {}) {
 
 before(async () => {
   dir = makeTmpDir('chat-tls-');
-  cert = path.join(dir, 'cert.pem');
-  key = path.join(dir, 'key.pem');
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert,
-    '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
-  { encoding: 'utf8', timeout: 30000 });
-  assert.equal(r.status, 0, `openssl failed (apt-get install openssl): ${r.stderr}`);
+  ({ cert, key } = makeSelfSignedCert(dir));
   ca = fs.readFileSync(cert);
   redis = await startRedis();
   gw = await startTlsGateway();

@@ -11,7 +11,6 @@
 // far) go in valgrind.supp next to this file.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -20,8 +19,9 @@ import https from 'node:https';
 import WebSocket from 'ws';
 import {
   startRedis, teardown, ServerProcess, freePort, gatewayBin, workerBin, webRoot, waitFor, httpGet, connect,
-  uniqueRoom, RawWebSocket, sleep, makeTmpDir, ChatClient, track,
+  uniqueRoom, RawWebSocket, sleep, makeTmpDir, ChatClient, track, makeSelfSignedCert,
 } from '../integration/lib/harness.mjs';
+import { makeJwt } from '../hostile/lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SUPPRESSIONS = path.join(here, 'valgrind.supp');
@@ -34,11 +34,7 @@ const skip = !hasValgrind ? 'valgrind is not installed (apt-get install valgrind
   : asanBuild ? `${gatewayBin} is an ASan build: valgrind cannot run it` : false;
 
 const SECRET = 'valgrind-secret';
-const b64u = (x) => Buffer.from(x).toString('base64url');
-function jwt(claims, secret = SECRET) {
-  const hp = `${b64u(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64u(JSON.stringify(claims))}`;
-  return `${hp}.${crypto.createHmac('sha256', secret).update(hp).digest('base64url')}`;
-}
+const jwt = (claims, secret = SECRET) => makeJwt(claims, secret);
 
 const VALGRIND_ARGS = [
   '--leak-check=full', '--errors-for-leak-kinds=definite,indirect', '--show-leak-kinds=definite,indirect',
@@ -157,15 +153,7 @@ test('a short session under valgrind: no invalid access, no leak, exit 0', { ski
 });
 
 test('TLS: a wss:// session under valgrind', { skip, timeout: 120000 }, async (t) => {
-  const dir = makeTmpDir('chat-vg-tls-');
-  const cert = path.join(dir, 'cert.pem');
-  const key = path.join(dir, 'key.pem');
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert,
-    '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' });
-  if (r.status !== 0) {
-    t.skip(`openssl failed: ${r.stderr || r.error}`);
-    return;
-  }
+  const { cert, key } = makeSelfSignedCert(makeTmpDir('chat-vg-tls-'));
   const ca = fs.readFileSync(cert);
   const httpsStatus = (url) => new Promise((resolve) => {
     https.get(url, { ca, agent: false, timeout: 2000 }, (res) => {

@@ -135,6 +135,16 @@ static int parse_long(const char *name, const char *v, long long lo, long long h
     return 0;
 }
 
+/* parse_long for the config's long fields (counts and sizes). */
+static int parse_count(const char *name, const char *v, long lo, long hi, long *out)
+{
+    long long x;
+    if (parse_long(name, v, lo, hi, &x) != 0)
+        return -1;
+    *out = (long)x;
+    return 0;
+}
+
 static int parse_double(const char *name, const char *v, double lo, double hi, double *out)
 {
     char *end;
@@ -292,36 +302,19 @@ static void config_unset(struct bn_config *cfg)
 
 static int parse_option(struct bn_config *cfg, int opt, const char *v)
 {
-    long long x = 0;
-    int rc = 0;
     switch (opt) {
     case O_URL: cfg->nurls = 0; return parse_urls(cfg, v);
-    case O_CLIENTS:
-        rc = parse_long("clients", v, 1, 1000000, &x);
-        cfg->clients = (long)x;
-        break;
-    case O_ROOMS:
-        rc = parse_long("rooms", v, 0, 1000000, &x);
-        cfg->rooms = (long)x;
-        break;
-    case O_SENDERS:
-        rc = parse_long("senders", v, 1, 100000, &x);
-        cfg->senders = (long)x;
-        break;
+    case O_CLIENTS: return parse_count("clients", v, 1, 1000000, &cfg->clients);
+    case O_ROOMS: return parse_count("rooms", v, 0, 1000000, &cfg->rooms);
+    case O_SENDERS: return parse_count("senders", v, 1, 100000, &cfg->senders);
     case O_RATE: return parse_double("rate", v, 0.001, 10e6, &cfg->rate);
-    case O_SIZE:
-        rc = parse_long("size", v, 40, 60000, &x);
-        cfg->size = (long)x;
-        break;
+    case O_SIZE: return parse_count("size", v, 40, 60000, &cfg->size);
     case O_DURATION: return parse_double("duration", v, 0.1, 86400, &cfg->duration);
     case O_MAX_MESSAGES:
         return parse_long("max-messages", v, 1, 1000000000000LL, &cfg->max_messages);
     case O_MAX_CONNECTIONS:
         return parse_long("max-connections", v, 1, 1000000000000LL, &cfg->max_connections);
-    case O_STORMS:
-        rc = parse_long("storms", v, 1, 100, &x);
-        cfg->storms = (long)x;
-        break;
+    case O_STORMS: return parse_count("storms", v, 1, 100, &cfg->storms);
     case O_DROP:
         if (strcmp(v, "rst") == 0)
             cfg->drop = BN_DROP_RST;
@@ -335,18 +328,10 @@ static int parse_option(struct bn_config *cfg, int opt, const char *v)
     case O_DRAIN: return parse_double("drain", v, 0, 3600, &cfg->drain);
     case O_SETTLE: return parse_double("settle", v, 0, 3600, &cfg->settle);
     case O_TIMEOUT: return parse_double("timeout", v, 1, 7 * 86400, &cfg->timeout);
-    case O_CONCURRENCY:
-        rc = parse_long("connect-concurrency", v, 1, 1000000, &x);
-        cfg->concurrency = (long)x;
-        break;
+    case O_CONCURRENCY: return parse_count("connect-concurrency", v, 1, 1000000, &cfg->concurrency);
     case O_STORM_CONCURRENCY:
-        rc = parse_long("storm-concurrency", v, 1, 1000000, &x);
-        cfg->storm_concurrency = (long)x;
-        break;
-    case O_SOURCES:
-        rc = parse_long("source-addrs", v, 0, 254, &x);
-        cfg->source_addrs = (long)x;
-        break;
+        return parse_count("storm-concurrency", v, 1, 1000000, &cfg->storm_concurrency);
+    case O_SOURCES: return parse_count("source-addrs", v, 0, 254, &cfg->source_addrs);
     case O_MAX_INFLIGHT: return parse_long("max-inflight", v, 1, 100000000, &cfg->max_inflight);
     case O_PIDS: return parse_pids(cfg, v);
     case O_REDIS:
@@ -363,7 +348,7 @@ static int parse_option(struct bn_config *cfg, int opt, const char *v)
         return 0;
     case O_QUIET: cfg->quiet = true; return 0;
     }
-    return rc;
+    return 0;
 }
 
 #define DEFAULT(field, value)                                                                      \

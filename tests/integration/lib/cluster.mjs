@@ -149,6 +149,18 @@ export function makeTmpDir(prefix = 'chat-it-') {
   return d;
 }
 
+// Makes a self-signed certificate for 127.0.0.1 and localhost in dir with
+// openssl (scripts/deps.sh installs it); returns {cert, key} file paths.
+export function makeSelfSignedCert(dir) {
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert,
+    '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
+  { encoding: 'utf8', timeout: 30000 });
+  if (r.status !== 0) throw new Error(`openssl failed (apt-get install openssl): ${r.stderr || r.error}`);
+  return { cert, key };
+}
+
 // A spawned server: captures stdout/stderr as text, records its exit.
 export class ServerProcess {
   constructor(name, file, args, { env = {}, cwd } = {}) {
