@@ -138,7 +138,7 @@ static int parse_long(const char *name, const char *v, long long lo, long long h
 /* parse_long for the config's long fields (counts and sizes). */
 static int parse_count(const char *name, const char *v, long lo, long hi, long *out)
 {
-    long long x;
+    long long x = 0; /* set on success only; 0 keeps -O2 from warning */
     if (parse_long(name, v, lo, hi, &x) != 0)
         return -1;
     *out = (long)x;
