@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import { spawnSync } from 'node:child_process';
-import { connect, httpGet, newId, uniqueRoom } from '../integration/lib/harness.mjs';
+import { connect, fetchMetrics, newId, uniqueRoom } from '../integration/lib/harness.mjs';
 import { tcpConnect as connectTcp, upgradeRequest } from '../integration/lib/tcp.mjs';
 
 export * from '../integration/lib/harness.mjs';
@@ -104,24 +104,7 @@ export const nowS = () => Math.floor(Date.now() / 1000);
 // ---------------------------------------------------------------------------
 // Metrics.
 
-// Parses Prometheus text into Map("name{labels}" -> number), labels as
-// written by the server with spaces removed.
-export function parseMetrics(text) {
-  const out = new Map();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)(?:\s+\d+)?$/.exec(line);
-    assert.ok(m, `not a Prometheus sample line: ${JSON.stringify(line)}`);
-    out.set(m[1].replace(/\s/g, ''), Number(m[2]));
-  }
-  return out;
-}
-
-export async function metrics(gw) {
-  const r = await httpGet(`${gw.http}/metrics`);
-  assert.equal(r.status, 200, '/metrics answers 200');
-  return parseMetrics(r.body);
-}
+export const metrics = (gw) => fetchMetrics(gw.http);
 
 // The value of chat_gateway_refused_total{reason="..."}; a series not
 // (yet) exported counts as 0.

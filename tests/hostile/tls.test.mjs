@@ -14,7 +14,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import {
   startRedis, teardown, uniqueRoom, ServerProcess, freePort, makeTmpDir, gatewayBin, webRoot, waitFor,
-  ChatClient, track, httpGet, tcpConnect, socketEnded, runToExit, rawUpgrade, makeSelfSignedCert,
+  ChatClient, track, httpGet, tcpConnect, socketEnded, runToExit, rawUpgrade, makeSelfSignedCert, parseMetrics,
 } from './lib.mjs';
 
 let redis;
@@ -101,7 +101,7 @@ test('a wss:// reader that stalls and catches up gets every frame intact and in 
     '--send-queue-bytes', String(64 * 1024 * 1024), '--message-bytes', '65535', '--frame-bytes', '131072']);
   const shortWrites = async () => {
     const m = await httpsGet(`${g.https}/metrics`);
-    return Number(m.body.match(/^chat_gateway_short_writes_total (\d+)/m)[1]);
+    return parseMetrics(m.body).get('chat_gateway_short_writes_total');
   };
   const room = uniqueRoom('tls-stall');
   const writer = await connectWss(g.wss, { ca });

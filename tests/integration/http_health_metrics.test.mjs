@@ -2,28 +2,15 @@
 // format with connections, publishes and errors by code; unknown paths 404.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startCluster, connect, teardown, uniqueRoom, httpGet, waitFor } from './lib/harness.mjs';
+import {
+  startCluster, connect, teardown, uniqueRoom, httpGet, waitFor, parseMetrics,
+} from './lib/harness.mjs';
 
 let cl;
 before(async () => {
   cl = await startCluster({ gateways: 1, workers: 0 });
 }, { timeout: 20000 });
 after(teardown);
-
-// Parses Prometheus text into Map("name{labels}" -> number) after checking
-// every line's shape.
-function parseMetrics(text) {
-  const out = new Map();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)(?:\s+\d+)?$/.exec(line);
-    assert.ok(m, `not a Prometheus sample line: ${JSON.stringify(line)}`);
-    const v = Number(m[2] === '+Inf' ? Infinity : m[2]);
-    assert.ok(!Number.isNaN(v) || m[2] === 'NaN', `bad value in ${line}`);
-    out.set(m[1].replace(/\s/g, ''), v);
-  }
-  return out;
-}
 
 async function metrics() {
   const r = await httpGet(`${cl.gateways[0].http}/metrics`);

@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startCluster, connect, teardown, uniqueRoom, range, sleep, waitFor, httpGet, FAST,
+  startCluster, connect, teardown, uniqueRoom, range, sleep, waitFor, fetchMetrics, FAST,
 } from './lib/harness.mjs';
 
 // Header lengths 2 and 4, so writes are cut at many offsets.
@@ -27,11 +27,7 @@ before(async () => {
 }, { timeout: 20000 });
 after(teardown);
 
-async function metric(name) {
-  const r = await httpGet(`${gw.http}/metrics`);
-  const line = r.body.split('\n').find((l) => l.startsWith(`${name} `));
-  return Number(line.split(' ')[1]);
-}
+const metric = async (name) => (await fetchMetrics(gw.http)).get(name);
 
 test('a stalled reader catches up with every frame intact, in order, a ping among them', { timeout: 90000 }, async (t) => {
   const room = uniqueRoom('stall');

@@ -2,8 +2,7 @@
 // the Redis level, writing what a gateway would write (members, the
 // gateway's session registry, events on chat:events, heartbeats) and
 // checking what the worker does with it. Key shapes: docs/ARCHITECTURE.md.
-import assert from 'node:assert/strict';
-import { httpGet, waitFor } from './lib/harness.mjs';
+import { fetchMetrics, waitFor } from './lib/harness.mjs';
 
 export const EVENTS = 'chat:events';
 export const GROUP = 'workers';
@@ -35,23 +34,7 @@ export function addEvent(c, { type = 'leave', room, nickname, mid, gateway, reas
   return c.command('XADD', EVENTS, 'MAXLEN', '~', '100000', '*', ...fields);
 }
 
-// Parses Prometheus text into Map("name{labels}" -> number).
-export function parseMetrics(text) {
-  const out = new Map();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)$/.exec(line);
-    assert.ok(m, `not a Prometheus sample line: ${JSON.stringify(line)}`);
-    out.set(m[1], Number(m[2]));
-  }
-  return out;
-}
-
-export async function workerMetrics(worker) {
-  const r = await httpGet(`${worker.http}/metrics`);
-  assert.equal(r.status, 200);
-  return parseMetrics(r.body);
-}
+export const workerMetrics = (worker) => fetchMetrics(worker.http);
 
 // Resolves once the group has no pending entry (everything acknowledged).
 export async function waitNoPending(c, timeoutMs = 10000) {

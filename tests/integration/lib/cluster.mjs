@@ -6,6 +6,7 @@
 // sends SIGTERM, gives each process 2 s, then SIGKILL, and finally fails if
 // any server's stderr holds a sanitizer report. A reaper child (reaper.cjs)
 // kills leftovers even if this test process itself is SIGKILLed.
+import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -96,6 +97,28 @@ export function httpRequest(url, { method = 'GET', headers = {}, body = null, ti
 
 export async function httpGet(url, opts = {}) {
   return httpRequest(url, { ...opts, method: 'GET' });
+}
+
+// Parses Prometheus text into Map("name{labels}" -> number) after checking
+// every line's shape.
+export function parseMetrics(text) {
+  const out = new Map();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)(?:\s+\d+)?$/.exec(line);
+    assert.ok(m, `not a Prometheus sample line: ${JSON.stringify(line)}`);
+    const v = Number(m[2] === '+Inf' ? Infinity : m[2]);
+    assert.ok(!Number.isNaN(v) || m[2] === 'NaN', `bad value in ${line}`);
+    out.set(m[1].replace(/\s/g, ''), v);
+  }
+  return out;
+}
+
+// GETs base/metrics (a gateway's or worker's `http`) and parses it.
+export async function fetchMetrics(base) {
+  const r = await httpGet(`${base}/metrics`);
+  assert.equal(r.status, 200, `${base}/metrics answers 200`);
+  return parseMetrics(r.body);
 }
 
 // ---------------------------------------------------------------------------
