@@ -306,10 +306,13 @@ static void on_join_reply(redisAsyncContext *ac, void *r, void *priv)
     if (!m->session) {
         /* Detached while the script was in flight. Unless Redis refused the
          * script outright, it may have taken effect: record the join and
-         * its end, so the worker removes what it wrote. */
+         * its end, so the worker removes what it wrote (and the registry
+         * entry with it). */
         if (ok || !reply) {
             gw_redis_emit(srv, "join", m, NULL);
             gw_redis_emit(srv, "leave", m, m->detach_reason);
+        } else {
+            gw_redis_registry_del(srv, m->mid);
         }
         gw_member_free(m);
         return;
@@ -322,6 +325,8 @@ static void on_join_reply(redisAsyncContext *ac, void *r, void *priv)
         /* Unknown whether it ran: undo it through the worker. */
         gw_redis_emit(srv, "join", m, NULL);
         gw_redis_emit(srv, "leave", m, "faulted");
+    } else {
+        gw_redis_registry_del(srv, m->mid); /* refused: it did not run */
     }
     join_failed(m, m->join.has_id ? m->join.id : NULL,
                 "the broker is unreachable; not joined");
@@ -356,11 +361,17 @@ void gw_join_send(struct gw_member *m)
         argvlen[i] = strlen(argv[i]);
     m->state = GW_MEMBER_JOINING;
     m->generation = m->room->generation;
+    /* The registry entry first, pipelined ahead of the script: should this
+     * gateway die the moment its client is told `joined`, the sweep still
+     * finds the membership. (Written after the reply, it could be lost with
+     * the gateway, and the member would stay listed for good.) */
+    gw_redis_registry_add(srv, m);
     int rc = gw_redis_script(srv, CM_SCRIPT_JOIN, 3, (int)CM_ARRAY_LEN(argv), argv, argvlen,
                              on_join_reply, m);
     cm_sbuf_free(&member);
     cm_sbuf_free(&presence);
     if (rc != 0) {
+        gw_redis_registry_del(srv, m->mid);
         m->state = GW_MEMBER_SUBSCRIBING;
         join_failed(m, m->join.has_id ? m->join.id : NULL,
                     "the broker is unreachable; not joined");

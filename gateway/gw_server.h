@@ -386,12 +386,15 @@ int gw_redis_script(struct gw_server *srv, enum cm_script script, int nkeys, int
                     const char **argv, const size_t *argvlen, redisCallbackFn *cb, void *priv);
 int gw_redis_subscribe(struct gw_server *srv, const char *channel);
 int gw_redis_unsubscribe(struct gw_server *srv, const char *channel);
-/* Queues a join/leave event for chat:events (sent now, or when Redis is back)
- * and keeps the gateway's session registry in step. */
+/* Queues a join/leave event for chat:events (sent now, or when Redis is
+ * back). A worker applying a leave also drops its registry entry. */
 void gw_redis_emit(struct gw_server *srv, const char *type, const struct gw_member *m,
                    const char *reason);
 
-/* The gateway's session registry (chat:gw:<id>:sessions), kept in step. */
+/* The gateway's session registry (chat:gw:<id>:sessions): what a worker
+ * removes if this gateway dies. An entry is written before the script that
+ * makes the membership, on the same link, so Redis never holds a member
+ * that the registry does not name. */
 void gw_redis_registry_add(struct gw_server *srv, const struct gw_member *m);
 void gw_redis_registry_del(struct gw_server *srv, const char *mid);
 

@@ -164,9 +164,6 @@ void gw_redis_emit(struct gw_server *srv, const char *type, const struct gw_memb
     for (int i = 0; i < argc; i++)
         argvlen[i] = strlen(argv[i]);
     send_or_queue(srv, argc, argv, argvlen);
-
-    if (strcmp(type, "join") == 0)
-        gw_redis_registry_add(srv, m);
 }
 
 void gw_redis_registry_add(struct gw_server *srv, const struct gw_member *m)

@@ -1,11 +1,13 @@
 // End to end with real gateways: kill -9 of a gateway. Members on the other
 // gateway see a presence leave with reason gateway_lost for each member the
 // dead gateway held, within the gateway timeout (plus a sweep), and the
-// member list no longer holds them; the dead gateway's keys are gone.
+// member list no longer holds them; the dead gateway's keys are gone. And a
+// gateway that dies the moment its client is told `joined` leaves no member
+// behind: the registry entry is in Redis before the membership is.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startCluster, connect, teardown, uniqueRoom, waitFor, httpGet } from './lib/harness.mjs';
-import { registryKey } from './worker_helpers.mjs';
+import { membersKey, registryKey } from './worker_helpers.mjs';
 
 const TIMEOUT_MS = 2000;
 
@@ -30,8 +32,8 @@ test('kill -9 of a gateway: gateway_lost to the members on the other one', { tim
     await c.join(room, nick);
     doomed.push(c);
   }
-  await waitFor(async () => (await cl.redis.command('HLEN', registryKey(gw2.id))) === 2,
-    { what: 'the gateway to register its sessions' });
+  // No wait: a member told `joined` is already in the registry.
+  assert.equal(await cl.redis.command('HLEN', registryKey(gw2.id)), 2);
 
   const t0 = Date.now();
   gw2.kill('SIGKILL');
@@ -52,4 +54,29 @@ test('kill -9 of a gateway: gateway_lost to the members on the other one', { tim
   assert.equal(await cl.redis.command('ZSCORE', 'chat:gateways:dead', gw2.id), null);
   const declared = cl.workers.map((w) => w.stderr).join('').split(`gateway ${gw2.id}: declared dead`).length - 1;
   assert.equal(declared, 1, 'exactly one worker declared it dead');
+});
+
+// Keyspace notifications arrive in the order Redis applied the writes: the
+// registry's HSET must come before the join script's HSET of the member, or
+// a gateway dying between the two would leave a member no sweep removes.
+test('the registry entry is written before the membership', { timeout: 30000 }, async () => {
+  const gw1 = cl.gateways[0];
+  const room = uniqueRoom('regfirst');
+  const sub = await cl.redis.client();
+  try {
+    await cl.redis.command('CONFIG', 'SET', 'notify-keyspace-events', 'Kh');
+    const prefix = '__keyspace@0__:';
+    await sub.subscribe([prefix + registryKey(gw1.id), prefix + membersKey(room)]);
+    const c = await connect(gw1.url);
+    await c.join(room, 'early');
+    const first = await sub.nextMessage(() => true);
+    const second = await sub.nextMessage(() => true);
+    assert.deepEqual([first.channel, second.channel],
+      [prefix + registryKey(gw1.id), prefix + membersKey(room)]);
+    assert.deepEqual([first.data, second.data], ['hset', 'hset']);
+    c.close();
+  } finally {
+    await cl.redis.command('CONFIG', 'SET', 'notify-keyspace-events', '');
+    sub.close();
+  }
 });
