@@ -455,8 +455,8 @@ static void handle_legacy(struct gw_session *s, const struct cm_frame *f)
     /* The classic page's one frame: join as this nickname if needed, then
      * send. The publish is deferred or pipelined behind the join. */
     struct gw_member *m = gw_session_member(s, f->room);
-    if (!m && !(m = start_join(s, f)))
-        return;
+    if (m ? !claims_allow(s, f) : !(m = start_join(s, f)))
+        return; /* under a token, every legacy frame must name its sub */
     send_message(s, m, f);
 }
 

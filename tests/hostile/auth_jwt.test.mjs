@@ -123,18 +123,17 @@ test('sub is the only nickname: join and legacy frames with another one get forb
   c.send({ nickname: 'impostor', room: room2, message: 'legacy spoof', id: 'l1' });
   const e2 = await c.next({ id: 'l1' });
   assert.deepEqual({ type: e2.type, code: e2.code }, { type: 'error', code: 'forbidden' }, 'legacy join as another nickname');
-  // ...and for a room already joined as sub. The contract says "legacy with
-  // another nickname → forbidden"; PROTOCOL.md's legacy frame only joins
-  // "if not joined yet", so sending as the member already joined (sub) is
-  // also accepted here — what matters is that nobody else's name is used.
+  // ...and for a room already joined as sub: the frame still names another
+  // nickname, so it is refused too, not sent as sub.
   c.send({ nickname: 'impostor', room, message: 'legacy spoof 2', id: 'l2' });
   const e3 = await c.next({ id: 'l2' });
-  if (e3.type === 'ack') {
-    const m = await c.next({ type: 'message', room, message: 'legacy spoof 2' });
-    assert.equal(m.nickname, 'frank', 'a legacy frame in a joined room is sent as the member (sub), not as its nickname field');
-  } else {
-    assert.deepEqual({ type: e3.type, code: e3.code }, { type: 'error', code: 'forbidden' });
-  }
+  assert.deepEqual({ type: e3.type, code: e3.code }, { type: 'error', code: 'forbidden' },
+    'legacy frame naming another nickname in a joined room');
+  c.send({ nickname: 'frank', room, message: 'legacy as sub', id: 'l3' });
+  assert.equal((await c.next({ id: 'l3' })).type, 'ack');
+  const mine = await c.next({ type: 'message', room }, 3000);
+  assert.deepEqual([mine.nickname, mine.message], ['frank', 'legacy as sub'],
+    'the refused frame was not delivered; the next one, naming sub, was');
   // A legacy connection (no subprotocol): it gets no error frames, but its
   // spoofed message must not reach the room.
   const watcher = await connect(withToken(gw.url, tok({ sub: 'watcher' })));
