@@ -299,6 +299,10 @@ int gw_session_send(struct gw_session *s, struct gw_payload *p);
 void gw_session_kill(struct gw_session *s);
 /* Closes a session whose queue (or held-back frames) overflowed: 1013. */
 void gw_session_overflow(struct gw_session *s);
+/* Whether someone else's close is under way: the peer's, or lws's own for a
+ * frame it refused (1002, 1007). lws writes that close; nothing of ours may
+ * follow it (RFC 6455 5.5.1). */
+bool gw_session_lws_closing(const struct gw_session *s);
 /* Encodes-and-sends helpers: the sbuf is reset by the caller. */
 void gw_session_send_sbuf(struct gw_session *s, struct cm_sbuf *b);
 void gw_session_send_error(struct gw_session *s, const char *id, enum cm_err code,

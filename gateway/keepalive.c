@@ -71,7 +71,7 @@ static void ping(struct gw_session *s)
     static const char body[] = "ka";
     unsigned char frame[LWS_PRE + sizeof(body)];
 
-    if (s->close_code || s->peer_closed)
+    if (s->close_code || gw_session_lws_closing(s))
         return;
     memcpy(frame + LWS_PRE, body, sizeof(body) - 1);
     /* A control frame may go between any two frames; lws appends it to

@@ -93,8 +93,8 @@ void gw_session_send_error(struct gw_session *s, const char *id, enum cm_err cod
 
 void gw_session_close(struct gw_session *s, int code, const char *why, bool after_flush)
 {
-    if (!s->wsi || s->close_code)
-        return;
+    if (!s->wsi || s->close_code || gw_session_lws_closing(s))
+        return; /* a close is already under way */
     s->close_code = code;
     s->close_why = why;
     s->close_after_flush = after_flush;
@@ -102,6 +102,12 @@ void gw_session_close(struct gw_session *s, int code, const char *why, bool afte
     if (!after_flush)
         gw_pvec_clear(&s->queue);
     gw_session_mark_dirty(s);
+}
+
+bool gw_session_lws_closing(const struct gw_session *s)
+{
+    /* lws keeps the reason of a close it is sending: set, but not by us. */
+    return s->peer_closed || (!s->close_code && lws_get_close_length(s->wsi) > 0);
 }
 
 struct gw_member *gw_session_member(struct gw_session *s, const char *room)

@@ -172,8 +172,9 @@ int gw_session_flush(struct gw_session *s)
 {
     if (!s->wsi)
         return 0;
-    if (s->peer_closed) {
-        /* lws answers the peer's close itself; nothing more goes out. */
+    if (gw_session_lws_closing(s)) {
+        /* lws answers the peer's close, or sends its own; nothing more of
+         * ours goes out. */
         gw_pvec_clear(&s->queue);
         return 0;
     }

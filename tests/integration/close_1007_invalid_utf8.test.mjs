@@ -3,7 +3,7 @@
 // encoding. Raw frames are written by hand (lib/rawws.mjs).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startCluster, connect, teardown, RawWebSocket, OP } from './lib/harness.mjs';
+import { startCluster, connect, teardown, uniqueRoom, sleep, RawWebSocket, OP } from './lib/harness.mjs';
 
 let cl;
 before(async () => {
@@ -78,5 +78,32 @@ test('valid multi-byte UTF-8 split across fragments is fine', { timeout: 10000 }
     assert.equal(pong.id, '€');
   } finally {
     ws.destroy();
+  }
+});
+
+// RFC 6455 5.5.1: nothing follows a close frame. lws writes the 1007 itself
+// and then waits (seconds) for the client's answering close; room traffic
+// arriving meanwhile must not be written after it.
+test('room traffic is not written after the 1007 close frame', { timeout: 15000 }, async () => {
+  const room = uniqueRoom('after1007');
+  const ws = await RawWebSocket.connect(cl.gateways[0].port);
+  const talker = await connect(cl.gateways[0].url);
+  try {
+    await ws.nextJson((j) => j.type === 'welcome');
+    ws.sendText(JSON.stringify({ type: 'join', room, nickname: 'bad', id: 'j' }));
+    await ws.nextJson((j) => j.type === 'joined');
+    await talker.join(room, 'talker');
+    ws.sendText(frame([0xff, 0xfe]));
+    for (let i = 0; i < 50 && !ws.closeFrame; i++) await sleep(20);
+    assert.equal(ws.closeFrame?.code, 1007, 'lws sent its close frame');
+    // Not answered: the gateway keeps the connection while it waits.
+    await talker.sayMany(room, ['one', 'two', 'three']);
+    await sleep(300);
+    const at = ws.frames.findIndex((f) => f.opcode === OP.CLOSE);
+    const after = ws.frames.slice(at + 1).map((f) => f.text ?? `opcode ${f.opcode}`);
+    assert.deepEqual(after, [], 'frames written after the close frame');
+  } finally {
+    ws.destroy();
+    talker.close();
   }
 });
