@@ -276,10 +276,12 @@ export class ServerProcess {
     }
   }
 
-  // SIGTERM, then SIGKILL after graceMs.
+  // SIGTERM, then SIGKILL after graceMs. SIGCONT too: a test that failed
+  // while the process was paused (SIGSTOP) still gets a clean exit.
   async stop(graceMs = 2000) {
     if (!this.running) return this.exited;
     this.kill('SIGTERM');
+    this.kill('SIGCONT');
     try {
       return await this.waitExit(graceMs);
     } catch {
