@@ -158,6 +158,7 @@ struct gw_session {
     bool legacy;    /* first frame was a legacy frame: only message frames go out */
     bool got_frame; /* at least one frame received */
     bool peer_closed;    /* the peer sent a close frame */
+    bool lws_closing;    /* lws has begun closing it (WS_SERVER_DROP_PROTOCOL) */
     bool we_closed;      /* we closed it (protocol error, overflow, drain) */
     int close_code;      /* when non-zero, close with it at the next writable */
     const char *close_why;
@@ -299,9 +300,9 @@ int gw_session_send(struct gw_session *s, struct gw_payload *p);
 void gw_session_kill(struct gw_session *s);
 /* Closes a session whose queue (or held-back frames) overflowed: 1013. */
 void gw_session_overflow(struct gw_session *s);
-/* Whether someone else's close is under way: the peer's, or lws's own for a
- * frame it refused (1002, 1007). lws writes that close; nothing of ours may
- * follow it (RFC 6455 5.5.1). */
+/* Whether lws is closing the connection: the peer's close, a frame lws
+ * refused (1002, 1007) or a callback that returned -1. lws writes that close
+ * frame itself; nothing of ours may follow it (RFC 6455 5.5.1). */
 bool gw_session_lws_closing(const struct gw_session *s);
 /* Encodes-and-sends helpers: the sbuf is reset by the caller. */
 void gw_session_send_sbuf(struct gw_session *s, struct cm_sbuf *b);

@@ -106,8 +106,7 @@ void gw_session_close(struct gw_session *s, int code, const char *why, bool afte
 
 bool gw_session_lws_closing(const struct gw_session *s)
 {
-    /* lws keeps the reason of a close it is sending: set, but not by us. */
-    return s->peer_closed || (!s->close_code && lws_get_close_length(s->wsi) > 0);
+    return s->peer_closed || s->lws_closing;
 }
 
 struct gw_member *gw_session_member(struct gw_session *s, const char *room)

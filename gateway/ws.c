@@ -136,6 +136,12 @@ static int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
         if (pss->session)
             pss->session->peer_closed = true;
         return 0;
+    case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
+        /* lws 4.1 says this as it begins a close, before it writes its
+         * close frame (when it closes on its own: nothing else says so). */
+        if (pss && pss->session)
+            pss->session->lws_closing = true;
+        return 0;
     case LWS_CALLBACK_CLOSED:
         if (pss->session) {
             gw_session_closed(pss->session, close_reason(pss->session));
