@@ -52,6 +52,10 @@ static void metrics_render(const struct wk_server *srv, struct cm_sbuf *b)
     cm_metric(b, "chat_worker_sweeps_total", "counter", "Sweep ticks run.", m->sweeps);
     cm_metric(b, "chat_worker_gateways_dead_total", "counter", "Gateways this worker declared dead.",
            m->gateways_dead);
+    cm_metric(b, "chat_worker_stall_graces_total", "counter",
+           "Gaps between sweeps (Redis stalled or unreachable, or no worker ran) after which "
+           "no gateway was declared dead for one heartbeat timeout.",
+           m->stall_graces);
     cm_metric(b, "chat_worker_rooms_expired_total", "counter",
            "Idle empty rooms whose keys were deleted.", m->rooms_expired);
     cm_metric(b, "chat_worker_history_trimmed_total", "counter", "History entries removed for age.",

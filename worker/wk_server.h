@@ -56,6 +56,7 @@ struct wk_metrics {
     long long pending;                 /* XPENDING count at the last sweep */
     unsigned long long sweeps;
     unsigned long long gateways_dead; /* gateways this worker declared dead */
+    unsigned long long stall_graces;  /* sweep gaps that opened a grace (claim_gateways.lua) */
     unsigned long long rooms_expired;
     unsigned long long history_trimmed; /* history entries removed by age */
     long long lag_ms;                   /* now - time of the last acknowledged entry */

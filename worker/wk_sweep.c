@@ -7,7 +7,9 @@
  *
  * Gateway liveness: gateways ZADD chat:gateways <now_ms> <id> every second.
  * claim_gateways.lua moves every gateway silent past --gateway-timeout-ms
- * to chat:gateways:dead, atomically, so exactly one worker claims it. The
+ * to chat:gateways:dead, atomically, so exactly one worker claims it,
+ * except in the grace that follows a stall of Redis (no sweep for longer
+ * than WK_STALL_MS): then every heartbeat is stale, not every gateway. The
  * claimer reads the gateway's registry chat:gw:<id>:sessions, runs the
  * leave script with reason gateway_lost for each membership in it, and when
  * all have succeeded runs finish_gateway.lua, which deletes the registry
@@ -29,6 +31,7 @@
 #include <string.h>
 
 #define WK_KEY_GATEWAYS_DEAD "chat:gateways:dead" /* zset: gateway id -> claim time ms */
+#define WK_KEY_GATEWAYS_SWEEP "chat:gateways:sweep" /* hash: last_ms, grace_until_ms */
 #define WK_RECLAIM_MS 30000      /* an unfinished cleanup older than this is taken over */
 #define WK_CLAIM_MAX 16          /* gateways claimed per tick */
 #define WK_PRUNE_EVERY_MS 60000  /* how often idle consumers are pruned */
@@ -166,13 +169,20 @@ static void cleanup_start(struct wk_server *srv, const char *id)
 static void claim_cb(struct wk_server *srv, redisReply *reply, void *priv)
 {
     srv->sw.claiming = false;
-    if (wk_reply_kind(reply) != WK_REPLY_OK || reply->type != REDIS_REPLY_ARRAY) {
+    if (wk_reply_kind(reply) != WK_REPLY_OK || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements == 0 || reply->element[0]->type != REDIS_REPLY_INTEGER) {
         if (reply)
             CM_WARN("gateways: claim script failed: %s", wk_reply_error(reply));
         wk_server_check_drained(srv);
         return;
     }
-    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+    if (reply->element[0]->integer > 0) {
+        srv->m.stall_graces++;
+        CM_WARN("gateways: no sweep ran for %lld ms (Redis stalled or unreachable, or no "
+                "worker running); no gateway is declared dead for the next %lld ms",
+                reply->element[0]->integer, srv->cfg.gateway_timeout_ms);
+    }
+    for (size_t i = 1; i + 1 < reply->elements; i += 2) {
         const redisReply *id = reply->element[i], *kind = reply->element[i + 1];
         if (id->type != REDIS_REPLY_STRING || id->len > WK_ID_MAX ||
             kind->type != REDIS_REPLY_INTEGER)
@@ -189,19 +199,31 @@ static void claim_cb(struct wk_server *srv, redisReply *reply, void *priv)
     wk_server_check_drained(srv);
 }
 
+/* How long without any sweep means a stall: half the heartbeat timeout (a
+ * shorter stall leaves the heartbeats young enough), and never within a
+ * few sweep intervals, so one worker's own rhythm is not taken for one. */
+static long long stall_ms(const struct wk_server *srv)
+{
+    long long half = srv->cfg.gateway_timeout_ms / 2, sweeps = 3 * srv->cfg.sweep_ms;
+    return half > sweeps ? half : sweeps;
+}
+
 static void sweep_gateways(struct wk_server *srv)
 {
-    char timeout[24], reclaim[24], max[16];
+    char timeout[24], reclaim[24], max[16], stall[24];
     if (srv->sw.claiming)
         return;
     snprintf(timeout, sizeof(timeout), "%lld", srv->cfg.gateway_timeout_ms);
     snprintf(reclaim, sizeof(reclaim), "%d", WK_RECLAIM_MS);
     snprintf(max, sizeof(max), "%d", WK_CLAIM_MAX);
-    const char *argv[] = {CM_KEY_GATEWAYS, WK_KEY_GATEWAYS_DEAD, timeout, reclaim, max};
-    size_t lens[5];
-    for (int i = 0; i < 5; i++)
+    snprintf(stall, sizeof(stall), "%lld", stall_ms(srv));
+    const char *argv[] = {CM_KEY_GATEWAYS, WK_KEY_GATEWAYS_DEAD, WK_KEY_GATEWAYS_SWEEP,
+                          timeout, reclaim, max, stall};
+    size_t lens[CM_ARRAY_LEN(argv)];
+    for (size_t i = 0; i < CM_ARRAY_LEN(argv); i++)
         lens[i] = strlen(argv[i]);
-    if (wk_redis_script(&srv->cmd, CM_SCRIPT_CLAIM_GATEWAYS, 2, 5, argv, lens, claim_cb, NULL) == 0)
+    if (wk_redis_script(&srv->cmd, CM_SCRIPT_CLAIM_GATEWAYS, 3, (int)CM_ARRAY_LEN(argv), argv,
+                        lens, claim_cb, NULL) == 0)
         srv->sw.claiming = true;
 }
 

@@ -23,6 +23,7 @@ const NAMES = [
   'chat_worker_pending',
   'chat_worker_sweeps_total',
   'chat_worker_gateways_dead_total',
+  'chat_worker_stall_graces_total',
   'chat_worker_rooms_expired_total',
   'chat_worker_history_trimmed_total',
   'chat_worker_lag_ms',
