@@ -32,9 +32,11 @@ static void on_reassert_reply(redisAsyncContext *ac, void *r, void *priv)
         if (reply)
             gw_redis_check_error(srv, reply);
         /* Not applied; the next reconnect or heartbeat check tries again. */
-    } else if (m && strcmp(m->mid, ra->mid) == 0) {
+    } else {
+        /* Applied: the old mid owns nothing any more, whether or not the
+         * member is still here (its leave names the new mid). */
         gw_redis_registry_del(srv, ra->old_mid);
-        if (reply->integer == 0)
+        if (reply->integer == 0 && m && strcmp(m->mid, ra->mid) == 0)
             gw_member_replaced(ra->session, m);
     }
     gw_session_unref(ra->session);
