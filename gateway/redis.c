@@ -5,9 +5,15 @@
  * jitter, and is "ready" only once its set-up (AUTH, SELECT, SCRIPT LOAD, or
  * the control-channel SUBSCRIBE) has been answered.
  *
- * Events for chat:events are queued in an outbox while the command link is
- * down and sent, in order, when it is back, so a close during an outage
- * still reaches the workers.
+ * Events for chat:events (and the registry writes) are queued in an outbox
+ * while the command link is down and sent, in order, when it is back, so a
+ * close during an outage still reaches the workers. One that was sent is
+ * kept until Redis answers it: if the link drops first, Redis may or may
+ * not have it (a stalled Redis stops reading, and what hiredis had not yet
+ * written is gone), so it goes back to the front of the outbox, in order,
+ * and is sent again. Replaying is safe: a leave is a compare-and-delete on
+ * its mid, a join event changes nothing, and registry writes replay in
+ * their order.
  */
 #include "gw_server.h"
 
@@ -27,7 +33,7 @@
 #define SUB_PROBE_MS 500  /* pub/sub path: a PUBLISH to ourselves this often */
 #define GW_PROBE_MESSAGE "{\"type\":\"probe\"}"
 
-/* A command waiting in the outbox. */
+/* An event: waiting in the outbox, or sent and not yet answered. */
 struct gw_event {
     struct gw_event *next;
     int argc;
@@ -72,13 +78,6 @@ static void schedule_reconnect(struct gw_link *l)
 
 /* ---- outbox ---- */
 
-static void on_event_reply(redisAsyncContext *ac, void *r, void *priv)
-{
-    redisReply *reply = r;
-    if (reply && reply->type == REDIS_REPLY_ERROR)
-        CM_WARN("redis event write failed: %s", reply->str);
-}
-
 static int send_argv(struct gw_server *srv, int argc, const char **argv, const size_t *argvlen,
                      redisCallbackFn *cb, void *priv)
 {
@@ -87,26 +86,8 @@ static int send_argv(struct gw_server *srv, int argc, const char **argv, const s
     return redisAsyncCommandArgv(srv->cmd.ac, cb, priv, argc, argv, argvlen) == REDIS_OK ? 0 : -1;
 }
 
-static void outbox_free_head(struct gw_server *srv)
+static struct gw_event *event_new(int argc, const char **argv, const size_t *argvlen)
 {
-    struct gw_event *e = srv->outbox;
-    srv->outbox = e->next;
-    if (!srv->outbox)
-        srv->outbox_tail = NULL;
-    srv->outbox_len--;
-    for (int i = 0; i < e->argc; i++)
-        free(e->argv[i]);
-    free(e->argv);
-    free(e->argvlen);
-    free(e);
-}
-
-static void outbox_push(struct gw_server *srv, int argc, const char **argv, const size_t *argvlen)
-{
-    if (srv->outbox_len >= OUTBOX_MAX) {
-        CM_WARN("event outbox full (%d): dropping the oldest event", OUTBOX_MAX);
-        outbox_free_head(srv);
-    }
     struct gw_event *e = cm_calloc(1, sizeof(*e));
     e->argc = argc;
     e->argv = cm_malloc((size_t)argc * sizeof(char *));
@@ -115,23 +96,103 @@ static void outbox_push(struct gw_server *srv, int argc, const char **argv, cons
         e->argv[i] = cm_strndup(argv[i], argvlen[i]);
         e->argvlen[i] = argvlen[i];
     }
-    if (srv->outbox_tail)
-        srv->outbox_tail->next = e;
-    else
-        srv->outbox = e;
-    srv->outbox_tail = e;
+    return e;
+}
+
+static void event_free(struct gw_event *e)
+{
+    for (int i = 0; i < e->argc; i++)
+        free(e->argv[i]);
+    free(e->argv);
+    free(e->argvlen);
+    free(e);
+}
+
+static struct gw_event *outbox_pop(struct gw_server *srv)
+{
+    struct gw_event *e = srv->outbox;
+    srv->outbox = e->next;
+    if (!srv->outbox)
+        srv->outbox_tail = NULL;
+    if (srv->requeue_at == e)
+        srv->requeue_at = NULL;
+    srv->outbox_len--;
+    e->next = NULL;
+    return e;
+}
+
+/* Inserts e after `after` (NULL: at the head). */
+static void outbox_insert(struct gw_server *srv, struct gw_event *after, struct gw_event *e)
+{
+    struct gw_event **link = after ? &after->next : &srv->outbox;
+    e->next = *link;
+    *link = e;
+    if (!e->next)
+        srv->outbox_tail = e;
     srv->outbox_len++;
+}
+
+static void outbox_append(struct gw_server *srv, struct gw_event *e)
+{
+    if (srv->outbox_len >= OUTBOX_MAX) {
+        CM_WARN("event outbox full (%d): dropping the oldest event", OUTBOX_MAX);
+        event_free(outbox_pop(srv));
+    }
+    outbox_insert(srv, srv->outbox_tail, e);
+}
+
+/* A command whose answer matters only if it is an error. */
+static void on_plain_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        CM_WARN("redis command failed: %s", reply->str);
+}
+
+/* Answers come in the order the events were sent: e heads the sent list. */
+static void on_event_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct gw_server *srv = ac->data;
+    struct gw_event *e = priv;
+    redisReply *reply = r;
+    srv->sent = e->next;
+    if (!srv->sent)
+        srv->sent_tail = NULL;
+    e->next = NULL;
+    if (!reply) {
+        /* The link dropped first: again, in its place. */
+        outbox_insert(srv, srv->requeue_at, e);
+        srv->requeue_at = e;
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR)
+        CM_WARN("redis event write failed: %s", reply->str);
+    event_free(e);
+}
+
+static int event_send(struct gw_server *srv, struct gw_event *e)
+{
+    if (send_argv(srv, e->argc, (const char **)e->argv, e->argvlen, on_event_reply, e) != 0)
+        return -1;
+    if (srv->sent_tail)
+        srv->sent_tail->next = e;
+    else
+        srv->sent = e;
+    srv->sent_tail = e;
+    return 0;
 }
 
 static void outbox_flush(struct gw_server *srv)
 {
+    srv->requeue_at = NULL; /* a new link: what the last one dropped is all back */
     if (srv->outbox_len)
         CM_INFO("sending %zu events queued while Redis was unreachable", srv->outbox_len);
     while (srv->outbox) {
-        struct gw_event *e = srv->outbox;
-        if (send_argv(srv, e->argc, (const char **)e->argv, e->argvlen, on_event_reply, NULL))
+        struct gw_event *e = outbox_pop(srv);
+        if (event_send(srv, e) != 0) {
+            outbox_insert(srv, NULL, e);
             return;
-        outbox_free_head(srv);
+        }
     }
 }
 
@@ -141,8 +202,9 @@ static void send_or_queue(struct gw_server *srv, int argc, const char **argv,
 {
     if (srv->stopping && !srv->cmd.ready)
         return; /* shutting down: nothing will send it (logged at stop) */
-    if (srv->outbox || send_argv(srv, argc, argv, argvlen, on_event_reply, NULL) != 0)
-        outbox_push(srv, argc, argv, argvlen);
+    struct gw_event *e = event_new(argc, argv, argvlen);
+    if (srv->outbox || event_send(srv, e) != 0)
+        outbox_append(srv, e);
 }
 
 void gw_redis_emit(struct gw_server *srv, const char *type, const struct gw_member *m,
@@ -577,7 +639,7 @@ static void check_links(struct gw_server *srv)
         now - srv->sub.probe_sent_ms >= SUB_PROBE_MS) {
         const char *argv[] = {"PUBLISH", srv->control_channel, GW_PROBE_MESSAGE};
         size_t argvlen[] = {7, strlen(srv->control_channel), sizeof(GW_PROBE_MESSAGE) - 1};
-        if (send_argv(srv, 3, argv, argvlen, on_event_reply, NULL) == 0)
+        if (send_argv(srv, 3, argv, argvlen, on_plain_reply, NULL) == 0)
             srv->sub.probe_ms = srv->sub.probe_sent_ms = now;
     }
 }
@@ -640,7 +702,7 @@ void gw_redis_stop(struct gw_server *srv)
     if (srv->outbox_len)
         CM_WARN("exiting with %zu events not sent to Redis", srv->outbox_len);
     while (srv->outbox)
-        outbox_free_head(srv);
+        event_free(outbox_pop(srv));
 }
 
 int gw_redis_barrier(struct gw_server *srv, redisCallbackFn *cb, void *priv)
@@ -649,7 +711,7 @@ int gw_redis_barrier(struct gw_server *srv, redisCallbackFn *cb, void *priv)
      * no worker later mistakes it for a dead one. */
     const char *zrem[] = {"ZREM", CM_KEY_GATEWAYS, srv->cfg.id};
     size_t zremlen[] = {4, strlen(CM_KEY_GATEWAYS), strlen(srv->cfg.id)};
-    send_argv(srv, 3, zrem, zremlen, on_event_reply, NULL);
+    send_argv(srv, 3, zrem, zremlen, on_plain_reply, NULL);
     const char *argv[] = {"PING"};
     size_t argvlen[] = {4};
     return send_argv(srv, 1, argv, argvlen, cb, priv);
