@@ -2,9 +2,8 @@
 // `since` while others send) against two gateways and a worker, while
 //   - a gateway is paused past --gateway-timeout-ms, then resumed;
 //   - Redis is killed (-9) and restarted from its append-only file.
-// (Redis paused past --redis-timeout-ms under this load is not here yet:
-// it sometimes leaves stale registry entries and delivers a message its
-// sender was told `unavailable` for; see issue notes.)
+// (A Redis pause under this load: integration/redis_stall_events and
+// worker_redis_stall test what it broke, one thing at a time.)
 // What must hold whatever the timing: every acked message reaches every
 // member exactly once and in order, every client recovers, a message
 // answered `unavailable` is not delivered (except the in-doubt publishes of
