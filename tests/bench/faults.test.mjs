@@ -12,11 +12,9 @@
 // performance assertions.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { binDir, startCluster, teardown, waitFor, sleep } from '../integration/lib/harness.mjs';
+import { startCluster, teardown, waitFor, sleep } from '../integration/lib/harness.mjs';
+import { runBench } from './lib.mjs';
 
-const benchBin = path.join(binDir, 'chat-bench');
 const TIMEOUT_MS = 2000;
 const CLIENTS = 600;
 const ROOMS = 12;
@@ -32,28 +30,6 @@ before(async () => {
   });
 }, { timeout: 30000 });
 after(teardown); // stop() sends SIGCONT too: nothing is left paused
-
-// chat-bench to completion, SIGKILL by PID after timeoutMs.
-function runBench(args, timeoutMs) {
-  return new Promise((resolve) => {
-    const child = spawn(benchBin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      let json = null;
-      try {
-        json = JSON.parse(stdout.trim().split('\n').pop() || '');
-      } catch {
-        // reported below
-      }
-      resolve({ code, stdout, stderr, json });
-    });
-  });
-}
 
 async function countLeft(pattern) {
   let cursor = '0';

@@ -6,14 +6,12 @@
 // and a JSON line whose checks hold (loss 0, duplicates 0 for fanout).
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
-import { binDir, startCluster, teardown } from '../integration/lib/harness.mjs';
+import { startCluster, teardown } from '../integration/lib/harness.mjs';
+import { benchBin, runBench } from './lib.mjs';
 
-const benchBin = path.join(binDir, 'chat-bench');
 const GATEWAY_ARGS = ['--rate-per-sec', '1000000', '--rate-burst', '1000000'];
 const SANITIZER = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/;
 
@@ -32,30 +30,6 @@ before(async () => {
   ].join(',');
 });
 after(teardown);
-
-// Runs chat-bench to completion (SIGKILL after timeoutMs, by PID). Resolves
-// with its exit code, output and the parsed last line of stdout.
-function runBench(args, timeoutMs = 60000) {
-  return new Promise((resolve) => {
-    const child = spawn(benchBin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const last = stdout.trim().split('\n').pop() || '';
-      let json = null;
-      try {
-        json = JSON.parse(last);
-      } catch {
-        // reported by the caller's assertion
-      }
-      resolve({ code, signal, stdout, stderr, json });
-    });
-  });
-}
 
 function assertRun(r, what) {
   const context = `${what}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr.slice(-3000)}`;
