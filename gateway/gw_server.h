@@ -257,8 +257,7 @@ struct gw_server {
     size_t nsessions;
     struct gw_event *outbox, *outbox_tail; /* events to send once Redis is back */
     size_t outbox_len;
-    struct gw_event *sent, *sent_tail; /* sent, not yet answered, in order */
-    struct gw_event *requeue_at;       /* the last one a dropped link gave back */
+    struct gw_event *requeue_at; /* the last one a dropped link gave back */
     char control_channel[160];
     char sessions_key[160];
     bool draining; /* SIGTERM seen: /readyz fails */

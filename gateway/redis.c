@@ -149,16 +149,13 @@ static void on_plain_reply(redisAsyncContext *ac, void *r, void *priv)
         CM_WARN("redis command failed: %s", reply->str);
 }
 
-/* Answers come in the order the events were sent: e heads the sent list. */
+/* hiredis answers in the order it sent, so after a drop the NULL answers
+ * come in send order: each goes back after the one before it. */
 static void on_event_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     struct gw_server *srv = ac->data;
     struct gw_event *e = priv;
     redisReply *reply = r;
-    srv->sent = e->next;
-    if (!srv->sent)
-        srv->sent_tail = NULL;
-    e->next = NULL;
     if (!reply) {
         /* The link dropped first: again, in its place. */
         outbox_insert(srv, srv->requeue_at, e);
@@ -170,16 +167,10 @@ static void on_event_reply(redisAsyncContext *ac, void *r, void *priv)
     event_free(e);
 }
 
+/* Sends e, which then belongs to hiredis's callback until answered. */
 static int event_send(struct gw_server *srv, struct gw_event *e)
 {
-    if (send_argv(srv, e->argc, (const char **)e->argv, e->argvlen, on_event_reply, e) != 0)
-        return -1;
-    if (srv->sent_tail)
-        srv->sent_tail->next = e;
-    else
-        srv->sent = e;
-    srv->sent_tail = e;
-    return 0;
+    return send_argv(srv, e->argc, (const char **)e->argv, e->argvlen, on_event_reply, e);
 }
 
 static void outbox_flush(struct gw_server *srv)
