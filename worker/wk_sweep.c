@@ -9,7 +9,7 @@
  * claim_gateways.lua moves every gateway silent past --gateway-timeout-ms
  * to chat:gateways:dead, atomically, so exactly one worker claims it,
  * except in the grace that follows a stall of Redis (no sweep for longer
- * than WK_STALL_MS): then every heartbeat is stale, not every gateway. The
+ * than stall_ms()): then every heartbeat is stale, not every gateway. The
  * claimer reads the gateway's registry chat:gw:<id>:sessions, runs the
  * leave script with reason gateway_lost for each membership in it, and when
  * all have succeeded runs finish_gateway.lua, which deletes the registry
