@@ -15,11 +15,11 @@
 #define GW_SERVER_H
 
 #include "cm_jwt.h"
+#include "cm_link.h"
 #include "cm_proto.h"
 #include "cm_redis_url.h"
-#include "cm_scripts.h"
+#include "store.h"
 
-#include <hiredis/async.h>
 #include <libwebsockets.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -109,6 +109,7 @@ struct gw_deferred; /* a publish waiting for its room's join to be sent */
 enum gw_ka_state { GW_KA_NONE, GW_KA_LIVE, GW_KA_PINGED };
 
 struct gw_member {
+    struct gw_server *srv;
     struct gw_session *session; /* NULL once detached */
     struct gw_room *room;       /* NULL once detached */
     struct gw_member *room_prev, *room_next;
@@ -133,14 +134,11 @@ struct gw_member {
     } join;
 };
 
-enum gw_sub_state { GW_SUB_NONE, GW_SUB_PENDING, GW_SUB_ACTIVE, GW_SUB_LEAVING };
-
 struct gw_room {
     char name[CM_ROOM_MAX + 1];
     struct gw_member *members; /* local members, doubly linked */
     size_t nmembers;
-    enum gw_sub_state sub;
-    bool resubscribe;     /* a member arrived while UNSUBSCRIBE was in flight */
+    bool subscribed;      /* the store reported its channel subscribed */
     bool resyncing;       /* a history read after a reconnect is in flight */
     unsigned busy;        /* iterating its members: do not free */
     unsigned generation;  /* bumped on every confirmed SUBSCRIBE */
@@ -204,30 +202,9 @@ struct gw_metrics {
     uint64_t room_messages; /* pub/sub messages received */
     uint64_t deliveries;    /* frames queued to members from pub/sub */
     uint64_t slow_closes;   /* 1013 */
-    uint64_t redis_reconnects;
     uint64_t errors[CM_ERR__COUNT];
 };
 
-/* One Redis connection with reconnect state. */
-struct gw_link {
-    struct gw_server *srv;
-    redisAsyncContext *ac; /* NULL while disconnected */
-    bool ready;            /* connected, authenticated, set up */
-    bool subscriber;       /* the pub/sub link */
-    unsigned attempt;      /* reconnect attempts since the last success */
-    bool was_ready;        /* has been ready before: a new ready is a reconnect */
-    bool dropping;         /* link_drop is freeing it */
-    int64_t connect_ms;    /* when the current connection attempt started */
-    int64_t probe_ms;      /* when the unanswered probe was sent; 0: none */
-    int64_t probe_sent_ms; /* when the last probe was sent */
-    int64_t last_read_ms;  /* when Redis last sent anything on this link */
-    uv_timer_t timer;      /* reconnect timer */
-    uv_getaddrinfo_t resolve; /* the Redis host name, off the loop */
-    bool resolving;
-    int setup_pending;     /* replies still awaited before ready */
-};
-
-struct gw_event;    /* an event waiting for the command link */
 struct gw_http_req; /* an HTTP request being answered */
 struct gw_ip;       /* connections from one peer address */
 
@@ -244,9 +221,8 @@ struct gw_server {
     int listen_port;
     uv_loop_t *loop;
     struct lws_context *lws;
-    struct gw_link cmd;
-    struct gw_link sub;
-    char script_sha[CM_SCRIPT__COUNT][41]; /* by enum cm_script; only the gateway's */
+    struct cm_link_loop link_loop; /* cm_link on this loop (loop_uv.c) */
+    struct gw_store *store;        /* everything in Redis */
     struct gw_room *rooms;       /* by name */
     struct gw_session *sessions; /* by id */
     struct gw_ip *ips;           /* open connections by peer address */
@@ -255,18 +231,11 @@ struct gw_server {
     uv_idle_t kick;              /* active while sessions are dirty: no blocking poll */
     struct cm_sbuf wbuf;         /* scratch for coalesced frames */
     size_t nsessions;
-    struct gw_event *outbox, *outbox_tail; /* events to send once Redis is back */
-    size_t outbox_len;
-    struct gw_event *requeue_at; /* the last one a dropped link gave back */
-    char control_channel[160];
-    char sessions_key[160];
     bool draining; /* SIGTERM seen: /readyz fails */
     bool closing;  /* past the grace: upgrades refused, sessions told to go */
     bool closed_all; /* the sessions that stayed have been closed with 1001 */
     int64_t told_ms; /* when `reconnect` went out */
     bool stopping;
-    uv_timer_t heartbeat;
-    uv_timer_t watchdog; /* checks the Redis links' probes */
     uv_timer_t drain_timer;
     struct gw_session *ka_live;   /* keepalive: not pinged since they spoke, oldest first */
     struct gw_session *ka_pinged; /* pinged and silent since, oldest first */
@@ -331,85 +300,70 @@ int gw_session_writable(struct gw_session *s);
 void gw_writer_start(struct gw_server *srv);
 void gw_writer_stop(struct gw_server *srv);
 struct gw_member *gw_session_member(struct gw_session *s, const char *room);
-/* Takes m off the session's list of memberships. */
+/* Puts m on, and takes it off, the session's list of memberships. */
+void gw_session_link_member(struct gw_session *s, struct gw_member *m);
 void gw_session_unlink_member(struct gw_session *s, struct gw_member *m);
 
+/* Where to answer a client frame once Redis has: holds a reference to the
+ * session, whose wsi is NULL by then if the socket closed. */
+struct gw_reply_to {
+    struct gw_session *session;
+    char room[CM_ROOM_MAX + 1];
+    char id[CM_ID_MAX + 1];
+    bool has_id;
+};
+struct gw_reply_to *gw_reply_to_new(struct gw_session *s, const char *room, const char *id,
+                                    bool has_id);
+void gw_reply_to_free(struct gw_reply_to *r);
+const char *gw_reply_to_id(const struct gw_reply_to *r); /* NULL without an id */
+
 /* room.c */
-/* Finds or creates the room and adds m to it; starts the subscription. */
+/* Finds or creates the room and adds m to it; a new room subscribes, and
+ * m's join is sent once the subscription is confirmed. */
 void gw_room_add_member(struct gw_server *srv, const char *name, struct gw_member *m);
 /* Removes m from its room; the last member out unsubscribes. */
 void gw_room_remove_member(struct gw_member *m);
+/* Store hooks: a room's channel confirmed; a message on it; the pub/sub
+ * link dropped (every member holds frames until its room resyncs). */
 void gw_room_on_subscribed(struct gw_server *srv, const char *name);
-void gw_room_on_unsubscribed(struct gw_server *srv, const char *name);
 void gw_room_on_message(struct gw_server *srv, const char *name, const char *data, size_t len);
-/* The pub/sub link came back: subscribe to every room with members. */
-void gw_rooms_resubscribe(struct gw_server *srv);
-/* The pub/sub link dropped: rooms forget their subscription. */
-void gw_rooms_unsubscribed_all(struct gw_server *srv);
-/* Delivers a frame to one member, honouring its state and last seq. */
-void gw_member_deliver(struct gw_member *m, struct gw_payload *p);
-/* Sends the frames held back while joining, above last_seq, and goes live. */
-void gw_member_go_live(struct gw_member *m);
-void gw_member_free(struct gw_member *m);
-/* Takes m out of its room (the caller already unlinked it from its session)
- * and finishes it: a joined member's leave is emitted with reason; one whose
- * join is in flight is left to the join reply, which emits it. */
-void gw_member_leave(struct gw_member *m, const char *reason);
+void gw_rooms_lost(struct gw_server *srv);
 /* Re-reads history for the room's members that may have missed frames. */
 void gw_room_resync(struct gw_server *srv, struct gw_room *room);
 /* The command link came back: retry resyncs that failed with it. */
 void gw_rooms_resync_pending(struct gw_server *srv);
 
+/* member.c: a membership's life. */
+/* Makes s a member of f->room and starts its join; returns the membership,
+ * or NULL if the join failed at once (the client has been told). */
+struct gw_member *gw_member_join(struct gw_session *s, const struct cm_frame *f);
+/* The room is subscribed: run the join script. */
+void gw_member_send_join(struct gw_member *m);
+/* Publishes a message from m: deferred until its join is sent, answered
+ * with ack (if the frame had an id) or unavailable. */
+void gw_member_publish(struct gw_member *m, const char *id, bool has_id, const char *text,
+                       size_t len);
+/* Delivers a frame to one member, honouring its state and last seq. */
+void gw_member_deliver(struct gw_member *m, struct gw_payload *p);
+/* Sends the frames held back while joining, above last_seq, and goes live. */
+void gw_member_go_live(struct gw_member *m);
+/* The client left (its `leave` frame): tells it `left` and lets go of m. */
+void gw_member_left(struct gw_member *m, const char *id);
+/* Another session took m's nickname: tells ours `left` (replaced). */
+void gw_member_replaced(struct gw_member *m);
+/* Takes m out of its room (the caller already unlinked it from its session)
+ * and finishes it: a joined member's leave is emitted with reason; one whose
+ * join is in flight is left to the join reply, which emits it. */
+void gw_member_leave(struct gw_member *m, const char *reason);
+void gw_member_free(struct gw_member *m);
+/* A message on this gateway's control channel (a takeover). */
+void gw_member_control(struct gw_server *srv, const char *data, size_t len);
+/* Redis lost this gateway's memberships: write each again, under a new mid. */
+void gw_members_reassert(struct gw_server *srv);
+
 /* dispatch.c */
-/* Runs the publish script for a message envelope tail (see
- * cm_encode_message_tail); cb gets {seq, epoch}. 0, or -1 if Redis is down. */
-int gw_publish(struct gw_server *srv, const char *room, const char *tail, size_t tail_len,
-               redisCallbackFn *cb, void *priv);
 void gw_dispatch_frame(struct gw_session *s, const char *buf, size_t len);
 void gw_dispatch_binary(struct gw_session *s);
-void gw_join_send(struct gw_member *m); /* the room is subscribed: run the join script */
-/* Answers the publishes a member deferred until its join was sent with
- * not_joined (the member is going away before they could be sent). */
-void gw_deferred_drop(struct gw_member *m);
-void gw_control_message(struct gw_server *srv, const char *data, size_t len);
-/* Another session took m's nickname: tell ours `left` (replaced), drop m. */
-void gw_member_replaced(struct gw_session *s, struct gw_member *m);
-
-/* redis.c */
-int gw_redis_start(struct gw_server *srv);
-void gw_redis_stop(struct gw_server *srv);
-bool gw_redis_ready(const struct gw_server *srv);
-/* The wall-clock time (ms) after which a command sent now must not take
- * effect: the moment the link watchdog would answer `unavailable`. */
-int64_t gw_redis_deadline_ms(struct gw_server *srv);
-/* Looks at an error reply for conditions the link must repair (NOSCRIPT). */
-void gw_redis_check_error(struct gw_server *srv, const redisReply *reply);
-/* Unregisters the gateway from chat:gateways and sends PING; cb runs once
- * every command sent before it has been answered. For the end of a drain. */
-int gw_redis_barrier(struct gw_server *srv, redisCallbackFn *cb, void *priv);
-/* Runs a script on the command link; returns -1 when the link is down. */
-int gw_redis_script(struct gw_server *srv, enum cm_script script, int nkeys, int argc,
-                    const char **argv, const size_t *argvlen, redisCallbackFn *cb, void *priv);
-int gw_redis_subscribe(struct gw_server *srv, const char *channel);
-int gw_redis_unsubscribe(struct gw_server *srv, const char *channel);
-/* Queues a join/leave event for chat:events (sent now, or when Redis is
- * back). A worker applying a leave also drops its registry entry. */
-void gw_redis_emit(struct gw_server *srv, const char *type, const struct gw_member *m,
-                   const char *reason);
-
-/* The gateway's session registry (chat:gw:<id>:sessions): what a worker
- * removes if this gateway dies. An entry is written before the script that
- * makes the membership, on the same link, so Redis never holds a member
- * that the registry does not name. */
-void gw_redis_registry_add(struct gw_server *srv, const struct gw_member *m);
-void gw_redis_registry_del(struct gw_server *srv, const char *mid);
-
-/* reassert.c: re-registers every live membership under a new mid. */
-void gw_reassert_all(struct gw_server *srv);
-
-/* redis_uv.c: hiredis's event hooks on the libuv loop; 0 or -1. Every read
- * from Redis stamps *last_read_ms (the link's sign of life). */
-int gw_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, int64_t *last_read_ms);
 
 /* admission.c: the upgrade's checks. gw_admission_filter answers a refusal
  * itself and returns -1 (lws then drops the connection). */

@@ -110,10 +110,10 @@ static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
     cm_metric(b, "chat_gateway_slow_closes_total", "counter",
            "Connections closed with 1013 because their send queue overflowed.", m->slow_closes);
     cm_metric(b, "chat_gateway_redis_reconnects_total", "counter", "Redis links lost and redone.",
-           m->redis_reconnects);
+           gw_store_reconnects(srv->store));
     cm_metric(b, "chat_gateway_redis_connected", "gauge", "1 when both Redis links are ready.",
-           gw_redis_ready(srv));
-    cm_metric(b, "chat_gateway_event_outbox", "gauge", "Events waiting for Redis.", srv->outbox_len);
+           gw_store_ready(srv->store));
+    cm_metric(b, "chat_gateway_event_outbox", "gauge", "Events waiting for Redis.", gw_store_backlog(srv->store));
     cm_metric(b, "chat_gateway_draining", "gauge", "1 while draining.", srv->draining);
     static const char *const refused[] = {"per_ip", "max_connections", "origin", "auth"};
     cm_metric_header(b, "chat_gateway_refused_total", "counter",
@@ -139,36 +139,36 @@ static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
 
 /* ---- room API ---- */
 
-static void on_api_reply(redisAsyncContext *ac, void *r, void *priv)
+/* {"room":...,"<field>":[...]} */
+static void api_answer(struct gw_http_req *req, const char *field, const struct gw_strs *items)
+{
+    cm_sbuf_reset(&req->body);
+    cm_sbuf_puts(&req->body, "{\"room\":");
+    cm_sbuf_put_json_str(&req->body, req->room, strlen(req->room));
+    cm_sbuf_printf(&req->body, ",\"%s\":", field);
+    gw_strs_put_json(&req->body, items);
+    cm_sbuf_puts(&req->body, "}");
+    req_answer(req, 200, "application/json");
+}
+
+static void on_api_history(void *priv, enum gw_store_status status,
+                           const struct gw_store_history *h)
 {
     struct gw_http_req *req = priv;
-    redisReply *reply = r;
-    const char *field = req->history ? "messages" : "members";
-    redisReply *items = NULL;
-
-    if (reply && reply->type == REDIS_REPLY_ARRAY) {
-        /* history: {seq, epoch, items}; members: items */
-        items = req->history ? (reply->elements == 3 ? reply->element[2] : NULL) : reply;
-    } else if (reply) {
-        gw_redis_check_error(req->srv, reply);
-    }
-    if (!items || items->type != REDIS_REPLY_ARRAY) {
+    if (status == GW_STORE_OK)
+        api_answer(req, "messages", &h->items);
+    else
         req_json_error(req, 503, "unavailable", "the broker is unreachable");
-    } else {
-        cm_sbuf_reset(&req->body);
-        cm_sbuf_puts(&req->body, "{\"room\":");
-        cm_sbuf_put_json_str(&req->body, req->room, strlen(req->room));
-        cm_sbuf_printf(&req->body, ",\"%s\":[", field);
-        for (size_t i = 0; i < items->elements; i++) {
-            if (items->element[i]->type != REDIS_REPLY_STRING)
-                continue;
-            if (i)
-                cm_sbuf_puts(&req->body, ",");
-            cm_sbuf_append(&req->body, items->element[i]->str, items->element[i]->len);
-        }
-        cm_sbuf_puts(&req->body, "]}");
-        req_answer(req, 200, "application/json");
-    }
+    req_unref(req);
+}
+
+static void on_api_members(void *priv, enum gw_store_status status, const struct gw_strs *members)
+{
+    struct gw_http_req *req = priv;
+    if (status == GW_STORE_OK)
+        api_answer(req, "members", members);
+    else
+        req_json_error(req, 503, "unavailable", "the broker is unreachable");
     req_unref(req);
 }
 
@@ -226,34 +226,21 @@ static void api_rooms(struct gw_http_req *req, const char *path)
         req_json_error(req, 404, "not_found", "no such endpoint");
         return;
     }
-    char k1[CM_KEY_MAX], k2[CM_KEY_MAX], before[24], limit[24];
-    const char *argv[5];
-    size_t argvlen[5];
-    int argc = 1, nkeys = 1;
+    long long limit = 0, before = 0;
     if (history) {
         bool bad = false;
-        long long lim = url_arg(req->wsi, "limit=", CM_HISTORY_DEFAULT, 1, CM_HISTORY_LIMIT, &bad);
-        long long bef = url_arg(req->wsi, "before=", 0, 1, CM_SEQ_MAX, &bad);
+        limit = url_arg(req->wsi, "limit=", CM_HISTORY_DEFAULT, 1, CM_HISTORY_LIMIT, &bad);
+        before = url_arg(req->wsi, "before=", 0, 1, CM_SEQ_MAX, &bad);
         if (bad) {
             req_json_error(req, 400, "bad_request", "limit must be 1-500, before a seq >= 1");
             return;
         }
-        cm_key_room(k1, CM_ROOM_META, req->room);
-        cm_key_room(k2, CM_ROOM_HISTORY, req->room);
-        snprintf(before, sizeof(before), "%lld", bef);
-        snprintf(limit, sizeof(limit), "%lld", lim);
-        argv[0] = k1, argv[1] = k2, argv[2] = "before", argv[3] = before, argv[4] = limit;
-        argc = 5, nkeys = 2;
-    } else {
-        cm_key_room(k1, CM_ROOM_MEMBERS, req->room);
-        argv[0] = k1;
     }
-    for (int i = 0; i < argc; i++)
-        argvlen[i] = strlen(argv[i]);
-    req->history = history;
     req->refs++;
-    if (gw_redis_script(srv, history ? CM_SCRIPT_HISTORY : CM_SCRIPT_MEMBERS, nkeys, argc, argv,
-                        argvlen, on_api_reply, req) != 0) {
+    int rc = history ? gw_store_history_before(srv->store, req->room, before, limit,
+                                               on_api_history, req)
+                     : gw_store_members(srv->store, req->room, on_api_members, req);
+    if (rc != 0) {
         req->refs--;
         req_json_error(req, 503, "unavailable", "the broker is unreachable");
     }
@@ -292,20 +279,17 @@ static void push_start(struct gw_http_req *req, const char *path)
     }
 }
 
-static void on_push_reply(redisAsyncContext *ac, void *r, void *priv)
+static void on_pushed(void *priv, enum gw_store_status status, int64_t seq)
 {
     struct gw_http_req *req = priv;
-    redisReply *reply = r;
-    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-        reply->element[0]->type == REDIS_REPLY_INTEGER) {
+    if (status == GW_STORE_OK) {
         req->srv->m.publishes++;
         cm_sbuf_reset(&req->body);
         cm_sbuf_puts(&req->body, "{\"room\":");
         cm_sbuf_put_json_str(&req->body, req->room, strlen(req->room));
-        cm_sbuf_printf(&req->body, ",\"seq\":%lld}", reply->element[0]->integer);
+        cm_sbuf_printf(&req->body, ",\"seq\":%lld}", (long long)seq);
         req_answer(req, 200, "application/json");
     } else {
-        gw_redis_check_error(req->srv, reply);
         req->srv->m.publish_failures++;
         req_json_error(req, 503, "unavailable", "the message could not be stored");
     }
@@ -342,7 +326,8 @@ static void push_complete(struct gw_http_req *req)
         cm_sbuf_init(&tail, 0);
         cm_encode_message_tail(&tail, req->room, f.nickname, f.message, f.message_len);
         req->refs++;
-        if (gw_publish(srv, req->room, cm_sbuf_data(&tail), tail.len, on_push_reply, req) != 0) {
+        if (gw_store_publish(srv->store, req->room, cm_sbuf_data(&tail), tail.len, on_pushed,
+                             req) != 0) {
             req->refs--;
             req_json_error(req, 503, "unavailable", "the broker is unreachable");
         }
@@ -372,7 +357,7 @@ static void route(struct gw_http_req *req, const char *path, bool get)
         cm_sbuf_puts(&req->body, "ok\n");
         req_answer(req, 200, "text/plain");
     } else if (strcmp(path, "/readyz") == 0) {
-        bool ready = gw_redis_ready(srv) && !srv->draining;
+        bool ready = gw_store_ready(srv->store) && !srv->draining;
         cm_sbuf_puts(&req->body, ready ? "ready\n" : srv->draining ? "draining\n"
                                                                     : "redis unavailable\n");
         req_answer(req, ready ? 200 : 503, "text/plain");

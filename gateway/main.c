@@ -4,6 +4,7 @@
  * loop shared by libwebsockets and hiredis; no threads, no blocking calls.
  */
 #include "gw_server.h"
+#include "loop_uv.h"
 
 #include "cm_config.h"
 #include "cm_log.h"
@@ -100,7 +101,8 @@ static void finish(struct gw_server *srv)
     gw_ws_stop(srv);
     gw_writer_stop(srv);
     gw_keepalive_stop(srv);
-    gw_redis_stop(srv);
+    gw_store_free(srv->store);
+    srv->store = NULL;
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
@@ -113,7 +115,7 @@ static void on_finish_timer(uv_timer_t *t)
 
 /* Runs inside a hiredis callback: finish on the next loop turn instead, so
  * the Redis link is not torn down under its own callback. */
-static void on_flushed(redisAsyncContext *ac, void *r, void *priv)
+static void on_flushed(void *priv)
 {
     struct gw_server *srv = priv;
     uv_timer_start(&srv->drain_timer, on_finish_timer, 0, 0);
@@ -149,7 +151,7 @@ static void on_drain_tick(uv_timer_t *t)
         CM_WARN("drain: %zu sessions still open after %lld ms", srv->nsessions, srv->cfg.drain_ms);
     /* Leaves were queued as sessions closed; a PING answered means Redis
      * has every one of them. Without Redis, there is nothing to wait for. */
-    if (gw_redis_barrier(srv, on_flushed, srv) != 0)
+    if (gw_store_unregister(srv->store, on_flushed, srv) != 0)
         finish(srv);
 }
 
@@ -166,6 +168,55 @@ static void on_signal(uv_signal_t *sig, int signum)
     srv->draining = true;
     srv->started_ms = cm_mono_ms(); /* drain clock */
     uv_timer_start(&srv->drain_timer, on_drain_tick, 10, 10);
+}
+
+/* ---- what the store reports ---- */
+
+static void on_store_ready(void *owner, bool reconnect)
+{
+    struct gw_server *srv = owner;
+    if (reconnect) /* Redis may have restarted empty: re-assert */
+        gw_members_reassert(srv);
+    gw_rooms_resync_pending(srv);
+}
+
+static void on_declared_dead(void *owner)
+{
+    gw_members_reassert(owner);
+}
+
+static void on_rooms_lost(void *owner)
+{
+    gw_rooms_lost(owner);
+}
+
+static void on_room_subscribed(void *owner, const char *room)
+{
+    gw_room_on_subscribed(owner, room);
+}
+
+static void on_room_message(void *owner, const char *room, const char *data, size_t len)
+{
+    gw_room_on_message(owner, room, data, len);
+}
+
+static void on_control(void *owner, const char *data, size_t len)
+{
+    gw_member_control(owner, data, len);
+}
+
+static void store_start(struct gw_server *srv)
+{
+    const struct gw_store_config cfg = {
+        .url = &srv->redis_url, .gateway_id = srv->cfg.id, .history_max = srv->cfg.history_max,
+        .timeout_ms = srv->cfg.redis_timeout_ms, .heartbeat_ms = srv->cfg.heartbeat_ms};
+    const struct gw_store_hooks hooks = {
+        .owner = srv, .ready = on_store_ready, .declared_dead = on_declared_dead,
+        .rooms_lost = on_rooms_lost, .room_subscribed = on_room_subscribed,
+        .room_message = on_room_message, .control = on_control};
+    gw_loop_uv_init(&srv->link_loop, srv->loop);
+    srv->store = gw_store_new(&cfg, &srv->link_loop, &hooks);
+    gw_store_start(srv->store);
 }
 
 /* ---- start-up ---- */
@@ -268,7 +319,7 @@ int main(int argc, char **argv)
     }
     gw_writer_start(&srv);
     gw_keepalive_start(&srv);
-    gw_redis_start(&srv);
+    store_start(&srv);
     uv_timer_init(&loop, &srv.drain_timer);
     srv.drain_timer.data = &srv;
     uv_signal_init(&loop, &srv.sigterm);

@@ -1,12 +1,11 @@
 /*
- * Rooms with local members: the subscription state machine and fan-out.
+ * Rooms with local members: subscriptions, fan-out and resync.
  *
- * A room subscribes when its first local member arrives and unsubscribes
- * when its last leaves. SUBSCRIBE and UNSUBSCRIBE for one channel are never
- * in flight together (hiredis keys its callbacks by channel, and an
- * UNSUBSCRIBE reply landing after a new SUBSCRIBE would drop the new
- * callback), so a member arriving while UNSUBSCRIBE is in flight waits for
- * its reply.
+ * A room asks the store for its channel when its first local member
+ * arrives and gives it up when its last leaves; the store (common/cm_link)
+ * sequences SUBSCRIBE and UNSUBSCRIBE and holds the subscription across
+ * reconnects. Members' joins go out once the subscription is confirmed, so
+ * nothing published after the join script ran can be missed.
  *
  * Delivery is by seq: each member remembers the last seq it was sent, and a
  * frame at or below it is a duplicate (it was in the member's history). While
@@ -15,7 +14,6 @@
  */
 #include "gw_server.h"
 
-#include "cm_keys.h"
 #include "cm_log.h"
 
 #include <stdlib.h>
@@ -30,29 +28,9 @@ static struct gw_room *room_find(struct gw_server *srv, const char *name)
     return room;
 }
 
-static void room_subscribe(struct gw_server *srv, struct gw_room *room)
-{
-    char channel[CM_KEY_MAX];
-    cm_key_room(channel, CM_ROOM_CHANNEL, room->name);
-    /* With the link down, the room stays NONE and is subscribed when the
-     * link comes back (gw_rooms_resubscribe). */
-    if (gw_redis_subscribe(srv, channel) == 0)
-        room->sub = GW_SUB_PENDING;
-}
-
-static void room_unsubscribe(struct gw_server *srv, struct gw_room *room)
-{
-    char channel[CM_KEY_MAX];
-    cm_key_room(channel, CM_ROOM_CHANNEL, room->name);
-    if (gw_redis_unsubscribe(srv, channel) == 0)
-        room->sub = GW_SUB_LEAVING;
-    else
-        room->sub = GW_SUB_NONE;
-}
-
 static void room_free_if_unused(struct gw_server *srv, struct gw_room *room)
 {
-    if (room->nmembers > 0 || room->sub != GW_SUB_NONE || room->resyncing || room->busy)
+    if (room->nmembers > 0 || room->resyncing || room->busy)
         return;
     HASH_DEL(srv->rooms, room);
     free(room);
@@ -65,6 +43,9 @@ void gw_room_add_member(struct gw_server *srv, const char *name, struct gw_membe
         room = cm_calloc(1, sizeof(*room));
         snprintf(room->name, sizeof(room->name), "%s", name);
         HASH_ADD_STR(srv->rooms, name, room);
+        /* The store keeps the subscription across reconnects and reports
+         * it (gw_room_on_subscribed) once Redis confirms it. */
+        gw_store_room_subscribe(srv->store, name);
     }
     m->room = room;
     m->room_prev = NULL;
@@ -73,13 +54,9 @@ void gw_room_add_member(struct gw_server *srv, const char *name, struct gw_membe
         room->members->room_prev = m;
     room->members = m;
     room->nmembers++;
-
-    switch (room->sub) {
-    case GW_SUB_NONE: room_subscribe(srv, room); break;
-    case GW_SUB_PENDING: break; /* joins are sent when it is confirmed */
-    case GW_SUB_LEAVING: room->resubscribe = true; break;
-    case GW_SUB_ACTIVE: gw_join_send(m); break;
-    }
+    if (room->subscribed)
+        gw_member_send_join(m);
+    /* else: joins are sent when the subscription is confirmed */
 }
 
 void gw_room_remove_member(struct gw_member *m)
@@ -87,7 +64,7 @@ void gw_room_remove_member(struct gw_member *m)
     struct gw_room *room = m->room;
     if (!room)
         return;
-    struct gw_server *srv = m->session ? m->session->srv : NULL;
+    struct gw_server *srv = m->srv;
     if (m->room_prev)
         m->room_prev->room_next = m->room_next;
     else
@@ -97,10 +74,11 @@ void gw_room_remove_member(struct gw_member *m)
     m->room = NULL;
     m->room_prev = m->room_next = NULL;
     room->nmembers--;
-    if (room->nmembers == 0 && srv) {
-        if (room->sub == GW_SUB_ACTIVE)
-            room_unsubscribe(srv, room);
-        room->resubscribe = false;
+    if (room->nmembers == 0) {
+        /* The last one out: the store unsubscribes (or, if the subscription
+         * is still being confirmed, once it is). */
+        gw_store_room_unsubscribe(srv->store, room->name);
+        room->subscribed = false;
         room_free_if_unused(srv, room);
     }
 }
@@ -108,41 +86,22 @@ void gw_room_remove_member(struct gw_member *m)
 void gw_room_on_subscribed(struct gw_server *srv, const char *name)
 {
     struct gw_room *room = room_find(srv, name);
-    if (!room || room->sub != GW_SUB_PENDING)
+    if (!room || room->nmembers == 0)
         return;
-    room->sub = GW_SUB_ACTIVE;
+    room->subscribed = true;
     room->generation++;
-    if (room->nmembers == 0) {
-        room_unsubscribe(srv, room);
-        return;
-    }
     bool resync = false;
     room->busy++; /* a failed join drops its member; the room must outlive the loop */
     for (struct gw_member *m = room->members, *next; m; m = next) {
         next = m->room_next;
         if (m->state == GW_MEMBER_SUBSCRIBING)
-            gw_join_send(m);
+            gw_member_send_join(m);
         else if (m->state == GW_MEMBER_RESYNC)
             resync = true;
     }
     room->busy--;
     if (resync)
         gw_room_resync(srv, room);
-    if (room->nmembers == 0 && room->sub == GW_SUB_ACTIVE)
-        room_unsubscribe(srv, room);
-    room_free_if_unused(srv, room);
-}
-
-void gw_room_on_unsubscribed(struct gw_server *srv, const char *name)
-{
-    struct gw_room *room = room_find(srv, name);
-    if (!room || room->sub != GW_SUB_LEAVING)
-        return;
-    room->sub = GW_SUB_NONE;
-    if (room->nmembers > 0 || room->resubscribe) {
-        room->resubscribe = false;
-        room_subscribe(srv, room);
-    }
     room_free_if_unused(srv, room);
 }
 
@@ -182,72 +141,11 @@ void gw_room_on_message(struct gw_server *srv, const char *name, const char *dat
     gw_payload_unref(p);
 }
 
-void gw_member_deliver(struct gw_member *m, struct gw_payload *p)
-{
-    struct gw_session *s = m->session;
-    if (!s || (p->seq && p->seq <= m->last_seq) || (s->legacy && !p->is_message))
-        return;
-    if (m->state != GW_MEMBER_JOINED) {
-        if (m->held.bytes + p->len > (size_t)s->srv->cfg.send_queue_bytes) {
-            gw_session_overflow(s);
-            return;
-        }
-        gw_pvec_push(&m->held, gw_payload_ref(p));
-        return;
-    }
-    if (p->seq)
-        m->last_seq = p->seq;
-    s->srv->m.deliveries++;
-    gw_session_send(s, p);
-}
-
-void gw_member_go_live(struct gw_member *m)
-{
-    m->state = GW_MEMBER_JOINED;
-    struct gw_payload *p;
-    while ((p = gw_pvec_shift(&m->held)) != NULL) {
-        gw_member_deliver(m, p);
-        gw_payload_unref(p);
-    }
-}
-
-void gw_member_free(struct gw_member *m)
-{
-    if (!m)
-        return;
-    gw_pvec_clear(&m->held);
-    free(m);
-}
-
-void gw_member_leave(struct gw_member *m, const char *reason)
-{
-    struct gw_server *srv = m->session->srv;
-    gw_room_remove_member(m);
-    switch (m->state) {
-    case GW_MEMBER_SUBSCRIBING:
-        gw_deferred_drop(m); /* nothing reached Redis: nothing to undo */
-        gw_member_free(m);
-        break;
-    case GW_MEMBER_JOINING:
-        /* The join script may already have run; its reply emits the leave. */
-        gw_deferred_drop(m);
-        m->session = NULL;
-        m->detach_reason = reason;
-        break;
-    case GW_MEMBER_JOINED:
-    case GW_MEMBER_RESYNC:
-        gw_redis_emit(srv, "leave", m, reason);
-        gw_member_free(m);
-        break;
-    }
-}
-
-void gw_rooms_unsubscribed_all(struct gw_server *srv)
+void gw_rooms_lost(struct gw_server *srv)
 {
     struct gw_room *room, *tmp;
     HASH_ITER(hh, srv->rooms, room, tmp) {
-        room->sub = GW_SUB_NONE;
-        room->resubscribe = false;
+        room->subscribed = false;
         for (struct gw_member *m = room->members; m; m = m->room_next)
             if (m->state == GW_MEMBER_JOINED)
                 m->state = GW_MEMBER_RESYNC; /* hold live frames until history is re-read */
@@ -255,24 +153,12 @@ void gw_rooms_unsubscribed_all(struct gw_server *srv)
     }
 }
 
-void gw_rooms_resubscribe(struct gw_server *srv)
-{
-    struct gw_room *room, *tmp;
-    HASH_ITER(hh, srv->rooms, room, tmp) {
-        if (room->nmembers > 0 && room->sub == GW_SUB_NONE)
-            room_subscribe(srv, room);
-    }
-}
-
 /* ---- resync: re-reading history after a subscription gap ---- */
 
-static void resync_deliver(struct gw_room *room, redisReply *items)
+static void resync_deliver(struct gw_room *room, const struct gw_strs *items)
 {
-    for (size_t i = 0; i < items->elements; i++) {
-        redisReply *e = items->element[i];
-        if (e->type != REDIS_REPLY_STRING)
-            continue;
-        struct gw_payload *p = room_payload(e->str, e->len);
+    for (size_t i = 0; i < items->n; i++) {
+        struct gw_payload *p = room_payload(items->s[i], items->len[i]);
         for (struct gw_member *m = room->members; m; m = m->room_next) {
             if (m->state != GW_MEMBER_RESYNC || !m->session || p->seq <= m->last_seq)
                 continue;
@@ -285,35 +171,38 @@ static void resync_deliver(struct gw_room *room, redisReply *items)
     }
 }
 
-static void on_resync_reply(redisAsyncContext *ac, void *r, void *priv)
+struct resync {
+    struct gw_server *srv;
+    char room[CM_ROOM_MAX + 1];
+};
+
+static void on_resync_history(void *priv, enum gw_store_status status,
+                              const struct gw_store_history *h)
 {
-    struct gw_server *srv = ac->data;
-    char *name = priv;
-    redisReply *reply = r;
-    struct gw_room *room = room_find(srv, name);
-    free(name);
+    struct resync *rs = priv;
+    struct gw_server *srv = rs->srv;
+    struct gw_room *room = room_find(srv, rs->room);
+    free(rs);
     if (!room)
         return;
     room->resyncing = false;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
-        reply->element[2]->type != REDIS_REPLY_ARRAY) {
+    if (status != GW_STORE_OK) {
         /* Members stay in RESYNC (frames held) until the link comes back. */
         CM_WARN("room %s: history re-read failed; will retry on reconnect", room->name);
         room_free_if_unused(srv, room);
         return;
     }
-    redisReply *epoch = reply->element[1];
-    if (epoch->type == REDIS_REPLY_STRING && room->epoch[0] && strcmp(room->epoch, epoch->str)) {
+    if (h->epoch[0] && room->epoch[0] && strcmp(room->epoch, h->epoch) != 0) {
         /* The room's history was lost (e.g. Redis restarted empty): seqs
          * start again, so what members remember no longer applies. */
-        CM_WARN("room %s: epoch changed %s -> %s", room->name, room->epoch, epoch->str);
+        CM_WARN("room %s: epoch changed %s -> %s", room->name, room->epoch, h->epoch);
         for (struct gw_member *m = room->members; m; m = m->room_next)
             if (m->state == GW_MEMBER_RESYNC)
                 m->last_seq = 0;
     }
-    if (epoch->type == REDIS_REPLY_STRING)
-        snprintf(room->epoch, sizeof(room->epoch), "%s", epoch->str);
-    resync_deliver(room, reply->element[2]);
+    if (h->epoch[0])
+        snprintf(room->epoch, sizeof(room->epoch), "%s", h->epoch);
+    resync_deliver(room, &h->items);
     for (struct gw_member *m = room->members, *next; m; m = next) {
         next = m->room_next;
         if (m->state == GW_MEMBER_RESYNC)
@@ -324,7 +213,7 @@ static void on_resync_reply(redisAsyncContext *ac, void *r, void *priv)
 
 void gw_room_resync(struct gw_server *srv, struct gw_room *room)
 {
-    if (room->resyncing || room->sub != GW_SUB_ACTIVE)
+    if (room->resyncing || !room->subscribed)
         return;
     int64_t from = -1;
     for (struct gw_member *m = room->members; m; m = m->room_next)
@@ -332,17 +221,11 @@ void gw_room_resync(struct gw_server *srv, struct gw_room *room)
             from = m->last_seq;
     if (from < 0)
         return;
-
-    char meta[CM_KEY_MAX], hist[CM_KEY_MAX], after[24], limit[24];
-    cm_key_room(meta, CM_ROOM_META, room->name);
-    cm_key_room(hist, CM_ROOM_HISTORY, room->name);
-    snprintf(after, sizeof(after), "%lld", (long long)from);
-    snprintf(limit, sizeof(limit), "%lld", srv->cfg.history_max);
-    const char *argv[] = {meta, hist, "after", after, limit};
-    size_t argvlen[] = {strlen(meta), strlen(hist), 5, strlen(after), strlen(limit)};
-    char *name = cm_strdup(room->name);
-    if (gw_redis_script(srv, CM_SCRIPT_HISTORY, 2, 5, argv, argvlen, on_resync_reply, name) != 0) {
-        free(name);
+    struct resync *rs = cm_malloc(sizeof(*rs));
+    rs->srv = srv;
+    snprintf(rs->room, sizeof(rs->room), "%s", room->name);
+    if (gw_store_history_after(srv->store, room->name, from, on_resync_history, rs) != 0) {
+        free(rs);
         return;
     }
     room->resyncing = true;

@@ -35,6 +35,9 @@ int64_t cm_mono_ms(void);
  * getrandom(2) (falling back to a time-seeded mix if it fails), plus NUL.
  * buf must hold 2*n+1 bytes. */
 void cm_random_hex(char *buf, size_t n);
+/* A random value in [0, n) from the same source (0 when n is 0): for
+ * jitter, where a slight modulo bias does not matter. */
+uint64_t cm_random_below(uint64_t n);
 
 /*
  * A growable byte buffer. `headroom` bytes are kept free before the data so

@@ -106,6 +106,13 @@ void cm_random_hex(char *buf, size_t n)
     buf[2 * n] = '\0';
 }
 
+uint64_t cm_random_below(uint64_t n)
+{
+    uint64_t x;
+    random_bytes((unsigned char *)&x, sizeof(x), &x);
+    return n ? x % n : 0; /* the modulo bias is negligible for jitter */
+}
+
 void cm_sbuf_init(struct cm_sbuf *b, size_t headroom)
 {
     b->headroom = headroom;
