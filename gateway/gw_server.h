@@ -1,7 +1,9 @@
 /*
- * The gateway's types: the server context owned by main, sessions (one per
- * WebSocket), rooms (one per room with a local member), memberships (one
- * session in one room) and the shared payloads that fan-out hands around.
+ * The gateway's server context, owned by main and passed to every module:
+ * configuration, the loop, lws, the store, the room and session tables and
+ * the metrics; and the small modules of the connection side (admission,
+ * TLS, HTTP, the lws glue, the dispatcher). Sessions, rooms, memberships,
+ * payloads and the store have headers of their own.
  *
  * Ownership in one paragraph: main owns the gw_server. The server owns the
  * room table and the session table. A session is ref-counted because Redis
@@ -14,10 +16,13 @@
 #ifndef GW_SERVER_H
 #define GW_SERVER_H
 
-#include "cm_jwt.h"
 #include "cm_link.h"
 #include "cm_proto.h"
 #include "cm_redis_url.h"
+#include "member.h"
+#include "payload.h"
+#include "room.h"
+#include "session.h"
 #include "store.h"
 
 #include <libwebsockets.h>
@@ -26,12 +31,8 @@
 #include <uthash.h>
 #include <uv.h>
 
-#define GW_SESSION_ID_LEN 16
-#define GW_CLOSE_TOO_SLOW 1013 /* "try again later": lws 4.1 has no name for it */
-#define GW_CLOSE_UNAUTHORIZED 4001
 /* lws-write.h keeps 4 for a close frame but does not name it in 4.1. */
 #define GW_LWS_WRITE_CLOSE ((enum lws_write_protocol)4)
-#define GW_MID_MAX 40
 
 struct gw_config {
     const char *listen;
@@ -62,126 +63,6 @@ struct gw_config {
     const char *api_key;
     const char *tls_cert;
     const char *tls_key;
-};
-
-/* Bytes of one server frame, shared by every recipient. The LWS_PRE bytes
- * before the data are scratch space where lws writes each frame header, so
- * one buffer serves every connection without a copy. */
-struct gw_payload {
-    unsigned refs;
-    bool is_message; /* a chat message (legacy connections get only these) */
-    uint8_t hdr_len; /* the WebSocket header written just before the text */
-    int64_t seq;     /* the room seq of a message, 0 for other frames */
-    size_t len;      /* of the text */
-    unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
-};
-
-/* The ready-made frame, header included: the same bytes for every
- * recipient, since server frames are not masked. */
-static inline const unsigned char *gw_payload_frame(const struct gw_payload *p)
-{
-    return p->buf + LWS_PRE - p->hdr_len;
-}
-
-static inline size_t gw_payload_frame_len(const struct gw_payload *p)
-{
-    return p->hdr_len + p->len;
-}
-
-enum gw_member_state {
-    GW_MEMBER_SUBSCRIBING, /* waiting for the room's SUBSCRIBE to be confirmed */
-    GW_MEMBER_JOINING,     /* join script in flight: live frames are held back */
-    GW_MEMBER_JOINED,      /* live frames flow */
-    GW_MEMBER_RESYNC,      /* re-reading history after a pub/sub reconnect */
-};
-
-/* A frame vector: a small growable array of payload references, used for a
- * session's send queue (as a ring) and a membership's held-back frames. */
-struct gw_pvec {
-    struct gw_payload **items;
-    size_t head, len, cap;
-    size_t bytes;
-};
-
-struct gw_deferred; /* a publish waiting for its room's join to be sent */
-
-/* Which keepalive list a session is on (keepalive.c). */
-enum gw_ka_state { GW_KA_NONE, GW_KA_LIVE, GW_KA_PINGED };
-
-struct gw_member {
-    struct gw_server *srv;
-    struct gw_session *session; /* NULL once detached */
-    struct gw_room *room;       /* NULL once detached */
-    struct gw_member *room_prev, *room_next;
-    struct gw_member *session_next;
-    enum gw_member_state state;
-    char room_name[CM_ROOM_MAX + 1];
-    char session_id[GW_SESSION_ID_LEN + 1];
-    char nickname[CM_NICK_MAX_BYTES + 1];
-    char mid[GW_MID_MAX];
-    int64_t last_seq;     /* highest seq delivered: later frames must be above it */
-    unsigned generation;  /* room subscription generation the join was sent in */
-    struct gw_pvec held;  /* frames that arrived while not yet JOINED */
-    struct gw_deferred *deferred;
-    const char *detach_reason; /* why it was detached while its join was in flight */
-    /* The join frame's parameters, until the script is sent. */
-    struct {
-        char id[CM_ID_MAX + 1];
-        bool has_id;
-        char epoch[CM_EPOCH_MAX + 1];
-        int64_t since;
-        int history;
-    } join;
-};
-
-struct gw_room {
-    char name[CM_ROOM_MAX + 1];
-    struct gw_member *members; /* local members, doubly linked */
-    size_t nmembers;
-    bool subscribed;      /* the store reported its channel subscribed */
-    bool resyncing;       /* a history read after a reconnect is in flight */
-    unsigned busy;        /* iterating its members: do not free */
-    unsigned generation;  /* bumped on every confirmed SUBSCRIBE */
-    char epoch[CM_EPOCH_MAX + 1];
-    UT_hash_handle hh;
-};
-
-struct gw_session {
-    struct gw_server *srv;
-    struct lws *wsi; /* NULL once the socket closed */
-    unsigned refs;
-    char id[GW_SESSION_ID_LEN + 1];
-    char peer[64];
-    bool v1;        /* negotiated the chat.v1 subprotocol */
-    bool legacy;    /* first frame was a legacy frame: only message frames go out */
-    bool got_frame; /* at least one frame received */
-    bool peer_closed;    /* the peer sent a close frame */
-    bool lws_closing;    /* lws has begun closing it (WS_SERVER_DROP_PROTOCOL) */
-    bool we_closed;      /* we closed it (protocol error, overflow, drain) */
-    int close_code;      /* when non-zero, close with it at the next writable */
-    const char *close_why;
-    bool close_after_flush; /* send what is queued first (drain) */
-    bool close_sent;        /* our close frame is written */
-    int fd;                 /* the socket, for direct writes; -1 under TLS */
-    bool wait_writable;     /* the socket took less than offered: wait for WRITEABLE */
-    int bad_frames;      /* bad frames in a row */
-    uint32_t joins;      /* memberships ever made, for mids */
-    size_t nrooms;
-    struct gw_member *members;
-    struct gw_pvec queue; /* frames waiting for WRITEABLE */
-    struct cm_sbuf *rx;   /* reassembly of fragmented frames, NULL when idle */
-    bool rx_discard;      /* drop fragments until the frame's end */
-    double tokens;        /* rate limit bucket: messages */
-    int64_t tokens_ms;
-    double join_tokens;   /* rate limit bucket: joins */
-    int64_t join_tokens_ms;
-    struct cm_jwt_claims *claims; /* with --auth-secret: what the token allows */
-    int64_t last_rx_ms;             /* when it last sent anything (keepalive.c) */
-    enum gw_ka_state ka_state;
-    struct gw_session *ka_prev, *ka_next;
-    bool dirty;                     /* on srv->dirty: frames to write this turn */
-    struct gw_session *dirty_next;
-    UT_hash_handle hh; /* srv->sessions by id */
 };
 
 enum gw_refused { GW_REFUSED_PER_IP, GW_REFUSED_MAX_CONNECTIONS, GW_REFUSED_ORIGIN, GW_REFUSED_AUTH,
@@ -246,122 +127,13 @@ struct gw_server {
     int64_t started_ms;
 };
 
-/* payload.c */
-struct gw_payload *gw_payload_new(const void *data, size_t len);
-struct gw_payload *gw_payload_ref(struct gw_payload *p);
-void gw_payload_unref(struct gw_payload *p);
-void gw_pvec_push(struct gw_pvec *v, struct gw_payload *p);
-struct gw_payload *gw_pvec_shift(struct gw_pvec *v);
-static inline struct gw_payload *gw_pvec_at(const struct gw_pvec *v, size_t i)
-{
-    return v->items[(v->head + i) % v->cap];
-}
-void gw_pvec_clear(struct gw_pvec *v);
-
-/* session.c */
-struct gw_session *gw_session_new(struct gw_server *srv, struct lws *wsi, bool v1);
-struct gw_session *gw_session_ref(struct gw_session *s);
-void gw_session_unref(struct gw_session *s);
-/* Queues a payload (taking a new reference); closes with 1013 past the
- * queue bound. Returns 0, or -1 if the session is closed or closing. */
-int gw_session_send(struct gw_session *s, struct gw_payload *p);
-/* Drops the socket now, without a close frame: the peer failed or is mute.
- * Only from outside lws callbacks (timers, the turn's end). */
-void gw_session_kill(struct gw_session *s);
-/* Closes a session whose queue (or held-back frames) overflowed: 1013. */
-void gw_session_overflow(struct gw_session *s);
-/* Whether lws is closing the connection: the peer's close, a frame lws
- * refused (1002, 1007) or a callback that returned -1. lws writes that close
- * frame itself; nothing of ours may follow it (RFC 6455 5.5.1). */
-bool gw_session_lws_closing(const struct gw_session *s);
-/* Encodes-and-sends helpers: the sbuf is reset by the caller. */
-void gw_session_send_sbuf(struct gw_session *s, struct cm_sbuf *b);
-void gw_session_send_error(struct gw_session *s, const char *id, enum cm_err code,
-                           const char *message);
-/* Asks lws to close the socket with code after the next writable. */
-void gw_session_close(struct gw_session *s, int code, const char *why, bool after_flush);
-/* Called by lws glue when the socket is gone: detaches memberships, emits
- * leaves with reason, drops lws's reference. */
-void gw_session_closed(struct gw_session *s, const char *reason);
-/* keepalive.c: pings for silent sessions, hang-up for mute ones. */
-void gw_keepalive_start(struct gw_server *srv);
-void gw_keepalive_stop(struct gw_server *srv);
-void gw_keepalive_add(struct gw_session *s);
-void gw_keepalive_heard(struct gw_session *s); /* anything received */
-void gw_keepalive_remove(struct gw_session *s);
-
-/* writer.c: the write side. gw_session_send queues and marks the session;
- * the turn's end writes every marked session's frames in one send. */
-void gw_session_mark_dirty(struct gw_session *s);
-/* Writes what is queued (or the close frame); -1 if the socket failed. */
-int gw_session_flush(struct gw_session *s);
-/* WRITEABLE: flush; returns -1 to make lws close the socket. */
-int gw_session_writable(struct gw_session *s);
+/* writer.c and keepalive.c: their loop handles (session_io.h has the rest). */
 void gw_writer_start(struct gw_server *srv);
 void gw_writer_stop(struct gw_server *srv);
-struct gw_member *gw_session_member(struct gw_session *s, const char *room);
-/* Puts m on, and takes it off, the session's list of memberships. */
-void gw_session_link_member(struct gw_session *s, struct gw_member *m);
-void gw_session_unlink_member(struct gw_session *s, struct gw_member *m);
+void gw_keepalive_start(struct gw_server *srv);
+void gw_keepalive_stop(struct gw_server *srv);
 
-/* Where to answer a client frame once Redis has: holds a reference to the
- * session, whose wsi is NULL by then if the socket closed. */
-struct gw_reply_to {
-    struct gw_session *session;
-    char room[CM_ROOM_MAX + 1];
-    char id[CM_ID_MAX + 1];
-    bool has_id;
-};
-struct gw_reply_to *gw_reply_to_new(struct gw_session *s, const char *room, const char *id,
-                                    bool has_id);
-void gw_reply_to_free(struct gw_reply_to *r);
-const char *gw_reply_to_id(const struct gw_reply_to *r); /* NULL without an id */
-
-/* room.c */
-/* Finds or creates the room and adds m to it; a new room subscribes, and
- * m's join is sent once the subscription is confirmed. */
-void gw_room_add_member(struct gw_server *srv, const char *name, struct gw_member *m);
-/* Removes m from its room; the last member out unsubscribes. */
-void gw_room_remove_member(struct gw_member *m);
-/* Store hooks: a room's channel confirmed; a message on it; the pub/sub
- * link dropped (every member holds frames until its room resyncs). */
-void gw_room_on_subscribed(struct gw_server *srv, const char *name);
-void gw_room_on_message(struct gw_server *srv, const char *name, const char *data, size_t len);
-void gw_rooms_lost(struct gw_server *srv);
-/* Re-reads history for the room's members that may have missed frames. */
-void gw_room_resync(struct gw_server *srv, struct gw_room *room);
-/* The command link came back: retry resyncs that failed with it. */
-void gw_rooms_resync_pending(struct gw_server *srv);
-
-/* member.c: a membership's life. */
-/* Makes s a member of f->room and starts its join; returns the membership,
- * or NULL if the join failed at once (the client has been told). */
-struct gw_member *gw_member_join(struct gw_session *s, const struct cm_frame *f);
-/* The room is subscribed: run the join script. */
-void gw_member_send_join(struct gw_member *m);
-/* Publishes a message from m: deferred until its join is sent, answered
- * with ack (if the frame had an id) or unavailable. */
-void gw_member_publish(struct gw_member *m, const char *id, bool has_id, const char *text,
-                       size_t len);
-/* Delivers a frame to one member, honouring its state and last seq. */
-void gw_member_deliver(struct gw_member *m, struct gw_payload *p);
-/* Sends the frames held back while joining, above last_seq, and goes live. */
-void gw_member_go_live(struct gw_member *m);
-/* The client left (its `leave` frame): tells it `left` and lets go of m. */
-void gw_member_left(struct gw_member *m, const char *id);
-/* Another session took m's nickname: tells ours `left` (replaced). */
-void gw_member_replaced(struct gw_member *m);
-/* Takes m out of its room (the caller already unlinked it from its session)
- * and finishes it: a joined member's leave is emitted with reason; one whose
- * join is in flight is left to the join reply, which emits it. */
-void gw_member_leave(struct gw_member *m, const char *reason);
-void gw_member_free(struct gw_member *m);
-/* A message on this gateway's control channel (a takeover). */
-void gw_member_control(struct gw_server *srv, const char *data, size_t len);
-/* Redis lost this gateway's memberships: write each again, under a new mid. */
-void gw_members_reassert(struct gw_server *srv);
-
-/* dispatch.c */
+/* dispatch.c: one handler per client frame type. */
 void gw_dispatch_frame(struct gw_session *s, const char *buf, size_t len);
 void gw_dispatch_binary(struct gw_session *s);
 

@@ -15,6 +15,7 @@
  *   pinged: pinged and not heard from since, oldest first
  */
 #include "gw_server.h"
+#include "session_io.h"
 
 #include "cm_log.h"
 #include "cm_util.h"
@@ -31,30 +32,30 @@ static struct gw_session **list_of(struct gw_server *srv, enum gw_ka_state state
 
 static void unlink_session(struct gw_session *s)
 {
-    if (s->ka_state == GW_KA_NONE)
+    if (s->io->ka_state == GW_KA_NONE)
         return;
-    DL_DELETE2(*list_of(s->srv, s->ka_state), s, ka_prev, ka_next);
-    s->ka_state = GW_KA_NONE;
+    DL_DELETE2(*list_of(s->srv, s->io->ka_state), s, io->ka_prev, io->ka_next);
+    s->io->ka_state = GW_KA_NONE;
 }
 
 static void link_session(struct gw_session *s, enum gw_ka_state state)
 {
-    DL_APPEND2(*list_of(s->srv, state), s, ka_prev, ka_next);
-    s->ka_state = state;
+    DL_APPEND2(*list_of(s->srv, state), s, io->ka_prev, io->ka_next);
+    s->io->ka_state = state;
 }
 
 void gw_keepalive_add(struct gw_session *s)
 {
-    s->last_rx_ms = cm_mono_ms();
+    s->io->last_rx_ms = cm_mono_ms();
     link_session(s, GW_KA_LIVE);
 }
 
 void gw_keepalive_heard(struct gw_session *s)
 {
-    if (s->ka_state == GW_KA_NONE)
+    if (s->io->ka_state == GW_KA_NONE)
         return; /* closed, or being hung up */
-    s->last_rx_ms = cm_mono_ms();
-    if (s->ka_state == GW_KA_LIVE && s->ka_next == NULL)
+    s->io->last_rx_ms = cm_mono_ms();
+    if (s->io->ka_state == GW_KA_LIVE && s->io->ka_next == NULL)
         return; /* already the newest */
     unlink_session(s);
     link_session(s, GW_KA_LIVE);
@@ -71,7 +72,7 @@ static void ping(struct gw_session *s)
     static const char body[] = "ka";
     unsigned char frame[LWS_PRE + sizeof(body)];
 
-    if (s->close_code || gw_session_lws_closing(s))
+    if (s->io->close_code || gw_session_lws_closing(s))
         return;
     memcpy(frame + LWS_PRE, body, sizeof(body) - 1);
     /* A control frame may go between any two frames; lws appends it to
@@ -90,16 +91,16 @@ static void on_tick(uv_timer_t *t)
     int64_t hangup_ms = srv->cfg.ping_timeout_s * 1000;
     struct gw_session *s;
 
-    while ((s = srv->ka_pinged) != NULL && now - s->last_rx_ms >= hangup_ms) {
+    while ((s = srv->ka_pinged) != NULL && now - s->io->last_rx_ms >= hangup_ms) {
         unlink_session(s);
         srv->m.ping_timeouts++;
         CM_DEBUG("session %s (%s): silent for %lld ms, hanging up", s->id, s->peer,
-                 (long long)(now - s->last_rx_ms));
+                 (long long)(now - s->io->last_rx_ms));
         /* No close frame: the peer has stopped answering. ws.c reports
          * the reason as timeout from last_rx_ms. */
         gw_session_kill(s);
     }
-    while ((s = srv->ka_live) != NULL && now - s->last_rx_ms >= ping_ms) {
+    while ((s = srv->ka_live) != NULL && now - s->io->last_rx_ms >= ping_ms) {
         unlink_session(s);
         link_session(s, GW_KA_PINGED);
         ping(s);

@@ -1,14 +1,15 @@
 /*
- * Shared, ref-counted frame payloads and the small vectors that queue them.
- * Fan-out of one room message to N local members costs one allocation and N
- * reference increments, never N copies.
+ * Shared, ref-counted frame payloads and the small vectors that queue them
+ * (payload.h).
  */
-#include "gw_server.h"
+#include "payload.h"
+
+#include "cm_util.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-_Static_assert(LWS_PRE >= 10, "the headroom holds the longest WebSocket header");
+_Static_assert(GW_PAYLOAD_PRE >= 10, "the headroom holds the longest WebSocket header");
 
 /* Writes the header of an unmasked, final text frame of len bytes so that
  * it ends at `end`; returns its length (2, 4 or 10). */
@@ -34,15 +35,15 @@ static uint8_t put_header(unsigned char *end, size_t len)
 
 struct gw_payload *gw_payload_new(const void *data, size_t len)
 {
-    struct gw_payload *p = cm_malloc(sizeof(*p) + LWS_PRE + len);
+    struct gw_payload *p = cm_malloc(sizeof(*p) + GW_PAYLOAD_PRE + len);
     p->refs = 1;
     p->is_message = false;
     p->seq = 0;
     p->len = len;
-    memcpy(p->buf + LWS_PRE, data, len);
+    memcpy(p->buf + GW_PAYLOAD_PRE, data, len);
     /* Framed once here, so every recipient's write is these bytes as they
      * are; lws_write (the TLS path) writes the same header in place. */
-    p->hdr_len = put_header(p->buf + LWS_PRE, len);
+    p->hdr_len = put_header(p->buf + GW_PAYLOAD_PRE, len);
     return p;
 }
 

@@ -4,6 +4,7 @@
  * the socket closed (the reply then finds wsi == NULL and drops its answer).
  */
 #include "gw_server.h"
+#include "session_io.h"
 
 #include "cm_log.h"
 
@@ -12,13 +13,16 @@
 
 struct gw_session *gw_session_new(struct gw_server *srv, struct lws *wsi, bool v1)
 {
-    struct gw_session *s = cm_calloc(1, sizeof(*s));
+    /* One allocation for both halves: the write side finds its state next
+     * to the session's, in the same cache lines as before the split. */
+    struct gw_session *s = cm_calloc(1, sizeof(*s) + sizeof(struct gw_session_io));
+    s->io = (struct gw_session_io *)(s + 1);
     s->srv = srv;
     s->wsi = wsi;
     s->refs = 1; /* lws's, dropped in gw_session_closed */
     s->v1 = v1;
     /* Plain sockets are written directly (writer.c); TLS goes through lws. */
-    s->fd = lws_is_ssl(wsi) ? -1 : (int)lws_get_socket_fd(wsi);
+    s->io->fd = lws_is_ssl(wsi) ? -1 : (int)lws_get_socket_fd(wsi);
     cm_random_hex(s->id, GW_SESSION_ID_LEN / 2);
     s->tokens = (double)srv->cfg.rate_burst;
     s->tokens_ms = cm_mono_ms();
@@ -44,11 +48,11 @@ void gw_session_unref(struct gw_session *s)
 {
     if (!s || --s->refs > 0)
         return;
-    gw_pvec_clear(&s->queue);
+    gw_pvec_clear(&s->io->queue);
     free(s->claims);
-    if (s->rx) {
-        cm_sbuf_free(s->rx);
-        free(s->rx);
+    if (s->io->rx) {
+        cm_sbuf_free(s->io->rx);
+        free(s->io->rx);
     }
     free(s);
 }
@@ -93,14 +97,14 @@ void gw_session_send_error(struct gw_session *s, const char *id, enum cm_err cod
 
 void gw_session_close(struct gw_session *s, int code, const char *why, bool after_flush)
 {
-    if (!s->wsi || s->close_code || gw_session_lws_closing(s))
+    if (!s->wsi || s->io->close_code || gw_session_lws_closing(s))
         return; /* a close is already under way */
-    s->close_code = code;
-    s->close_why = why;
-    s->close_after_flush = after_flush;
-    s->we_closed = true;
+    s->io->close_code = code;
+    s->io->close_why = why;
+    s->io->close_after_flush = after_flush;
+    s->io->we_closed = true;
     if (!after_flush)
-        gw_pvec_clear(&s->queue);
+        gw_pvec_clear(&s->io->queue);
     gw_session_mark_dirty(s);
 }
 
@@ -128,7 +132,7 @@ const char *gw_reply_to_id(const struct gw_reply_to *r)
 
 bool gw_session_lws_closing(const struct gw_session *s)
 {
-    return s->peer_closed || s->lws_closing;
+    return s->io->peer_closed || s->io->lws_closing;
 }
 
 struct gw_member *gw_session_member(struct gw_session *s, const char *room)
@@ -171,7 +175,7 @@ void gw_session_closed(struct gw_session *s, const char *reason)
     s->nrooms = 0;
     s->wsi = NULL;
     gw_keepalive_remove(s);
-    gw_pvec_clear(&s->queue);
+    gw_pvec_clear(&s->io->queue);
     HASH_DEL(srv->sessions, s);
     srv->nsessions--;
     gw_ip_release(srv, s->peer);

@@ -16,6 +16,7 @@
  * WRITEABLE.
  */
 #include "gw_server.h"
+#include "session_io.h"
 
 #include "cm_log.h"
 
@@ -25,19 +26,21 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+_Static_assert(GW_PAYLOAD_PRE >= LWS_PRE, "a payload's headroom is what lws_write needs");
+
 #define COALESCE_MAX (64 * 1024) /* bytes offered to one send */
 #define IOV_FRAMES 64             /* frames offered to one sendmsg */
 #define WRITES_PER_TURN 16        /* sends per connection per turn: 1 MiB, then others' turn */
 
 int gw_session_send(struct gw_session *s, struct gw_payload *p)
 {
-    if (!s->wsi || s->close_code)
+    if (!s->wsi || s->io->close_code)
         return -1;
-    if (s->queue.len > 0 && s->queue.bytes + p->len > (size_t)s->srv->cfg.send_queue_bytes) {
+    if (s->io->queue.len > 0 && s->io->queue.bytes + p->len > (size_t)s->srv->cfg.send_queue_bytes) {
         gw_session_overflow(s);
         return -1;
     }
-    gw_pvec_push(&s->queue, gw_payload_ref(p));
+    gw_pvec_push(&s->io->queue, gw_payload_ref(p));
     gw_session_mark_dirty(s);
     return 0;
 }
@@ -50,12 +53,12 @@ static void on_kick(uv_idle_t *h)
 
 void gw_session_mark_dirty(struct gw_session *s)
 {
-    if (s->dirty)
+    if (s->io->dirty)
         return;
     if (!s->srv->dirty)
         uv_idle_start(&s->srv->kick, on_kick);
-    s->dirty = true;
-    s->dirty_next = s->srv->dirty;
+    s->io->dirty = true;
+    s->io->dirty_next = s->srv->dirty;
     s->srv->dirty = gw_session_ref(s); /* the list holds a reference */
 }
 
@@ -66,15 +69,15 @@ void gw_session_mark_dirty(struct gw_session *s)
 static int write_close(struct gw_session *s)
 {
     unsigned char frame[LWS_PRE + 125];
-    size_t n = strlen(s->close_why);
-    if (s->close_sent)
+    size_t n = strlen(s->io->close_why);
+    if (s->io->close_sent)
         return 0;
     if (n > 120)
         n = 120;
-    frame[LWS_PRE] = (unsigned char)(s->close_code >> 8);
-    frame[LWS_PRE + 1] = (unsigned char)(s->close_code & 0xff);
-    memcpy(frame + LWS_PRE + 2, s->close_why, n);
-    s->close_sent = true;
+    frame[LWS_PRE] = (unsigned char)(s->io->close_code >> 8);
+    frame[LWS_PRE + 1] = (unsigned char)(s->io->close_code & 0xff);
+    memcpy(frame + LWS_PRE + 2, s->io->close_why, n);
+    s->io->close_sent = true;
     if (lws_write(s->wsi, frame + LWS_PRE, n + 2, GW_LWS_WRITE_CLOSE) < 0)
         return -1;
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
@@ -92,14 +95,14 @@ static int write_direct(struct gw_session *s)
     struct iovec iov[IOV_FRAMES];
     size_t n = 0, offered = 0;
 
-    while (n < s->queue.len && n < IOV_FRAMES && offered < COALESCE_MAX) {
-        const struct gw_payload *p = gw_pvec_at(&s->queue, n);
+    while (n < s->io->queue.len && n < IOV_FRAMES && offered < COALESCE_MAX) {
+        const struct gw_payload *p = gw_pvec_at(&s->io->queue, n);
         iov[n].iov_base = (void *)gw_payload_frame(p);
         iov[n].iov_len = gw_payload_frame_len(p);
         offered += iov[n++].iov_len;
     }
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = n};
-    ssize_t sent = sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t sent = sendmsg(s->io->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     srv->m.writes++;
     if (sent < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
@@ -108,10 +111,10 @@ static int write_direct(struct gw_session *s)
     }
     if ((size_t)sent < offered) {
         srv->m.short_writes++;
-        s->wait_writable = true;
+        s->io->wait_writable = true;
     }
     for (size_t done = (size_t)sent; done > 0;) {
-        struct gw_payload *p = gw_pvec_shift(&s->queue);
+        struct gw_payload *p = gw_pvec_shift(&s->io->queue);
         size_t len = gw_payload_frame_len(p);
         srv->m.frames_out++;
         if (done < len) {
@@ -131,7 +134,7 @@ static void note_buffered(struct gw_session *s)
 {
     if (lws_partial_buffered(s->wsi)) {
         s->srv->m.short_writes++;
-        s->wait_writable = true;
+        s->io->wait_writable = true;
     }
 }
 
@@ -140,12 +143,12 @@ static void note_buffered(struct gw_session *s)
 static int write_lws(struct gw_session *s)
 {
     struct gw_server *srv = s->srv;
-    struct gw_payload *p = gw_pvec_shift(&s->queue);
+    struct gw_payload *p = gw_pvec_shift(&s->io->queue);
     int n;
 
     srv->m.frames_out++;
     srv->m.writes++;
-    if (s->queue.len == 0 || gw_payload_frame_len(p) >= COALESCE_MAX) {
+    if (s->io->queue.len == 0 || gw_payload_frame_len(p) >= COALESCE_MAX) {
         n = lws_write(s->wsi, (unsigned char *)gw_payload_frame(p), gw_payload_frame_len(p),
                       LWS_WRITE_RAW);
         gw_payload_unref(p);
@@ -157,10 +160,10 @@ static int write_lws(struct gw_session *s)
     for (;;) {
         cm_sbuf_append(b, gw_payload_frame(p), gw_payload_frame_len(p));
         gw_payload_unref(p);
-        if (s->queue.len == 0 ||
-            b->len + gw_payload_frame_len(gw_pvec_at(&s->queue, 0)) > COALESCE_MAX)
+        if (s->io->queue.len == 0 ||
+            b->len + gw_payload_frame_len(gw_pvec_at(&s->io->queue, 0)) > COALESCE_MAX)
             break;
-        p = gw_pvec_shift(&s->queue);
+        p = gw_pvec_shift(&s->io->queue);
         srv->m.frames_out++;
     }
     n = lws_write(s->wsi, (unsigned char *)cm_sbuf_data(b), b->len, LWS_WRITE_RAW);
@@ -175,21 +178,21 @@ int gw_session_flush(struct gw_session *s)
     if (gw_session_lws_closing(s)) {
         /* lws answers the peer's close, or sends its own; nothing more of
          * ours goes out. */
-        gw_pvec_clear(&s->queue);
+        gw_pvec_clear(&s->io->queue);
         return 0;
     }
-    if (s->close_code && (!s->close_after_flush || s->queue.len == 0))
+    if (s->io->close_code && (!s->io->close_after_flush || s->io->queue.len == 0))
         return write_close(s);
     /* Write until the queue is empty or the socket takes less than offered
      * (then wait for WRITEABLE), at most WRITES_PER_TURN sends. Waiting after
      * a complete send instead would stall for nothing: the kernel reports
      * POLLOUT only once a third of the send buffer is free again. */
-    for (int i = 0; i < WRITES_PER_TURN && s->queue.len > 0 && !s->wait_writable; i++)
-        if ((s->fd >= 0 ? write_direct(s) : write_lws(s)) != 0)
+    for (int i = 0; i < WRITES_PER_TURN && s->io->queue.len > 0 && !s->io->wait_writable; i++)
+        if ((s->io->fd >= 0 ? write_direct(s) : write_lws(s)) != 0)
             return -1;
-    if (s->queue.len > 0 || s->close_code || s->wait_writable) {
+    if (s->io->queue.len > 0 || s->io->close_code || s->io->wait_writable) {
         /* What is left goes when the socket has room again. */
-        s->wait_writable = true;
+        s->io->wait_writable = true;
         lws_callback_on_writable(s->wsi);
     }
     return 0;
@@ -197,7 +200,7 @@ int gw_session_flush(struct gw_session *s)
 
 int gw_session_writable(struct gw_session *s)
 {
-    s->wait_writable = false;
+    s->io->wait_writable = false;
     return gw_session_flush(s);
 }
 
@@ -206,7 +209,7 @@ int gw_session_writable(struct gw_session *s)
  * that must go first. */
 static bool must_wait(struct gw_session *s)
 {
-    return s->wait_writable || lws_partial_buffered(s->wsi);
+    return s->io->wait_writable || lws_partial_buffered(s->wsi);
 }
 
 /* End of a loop turn: every session that got frames writes them now,
@@ -217,12 +220,12 @@ static void on_turn_end(uv_check_t *h)
     uv_idle_stop(&srv->kick);
     while (srv->dirty) {
         struct gw_session *s = srv->dirty;
-        srv->dirty = s->dirty_next;
-        s->dirty = false;
-        s->dirty_next = NULL;
+        srv->dirty = s->io->dirty_next;
+        s->io->dirty = false;
+        s->io->dirty_next = NULL;
         if (s->wsi) {
             if (must_wait(s)) {
-                s->wait_writable = true;
+                s->io->wait_writable = true;
                 lws_callback_on_writable(s->wsi);
             } else if (gw_session_flush(s) != 0) { /* the socket is gone */
                 gw_session_kill(s);
@@ -248,8 +251,8 @@ void gw_writer_stop(struct gw_server *srv)
     uv_close((uv_handle_t *)&srv->kick, NULL);
     while (srv->dirty) {
         struct gw_session *s = srv->dirty;
-        srv->dirty = s->dirty_next;
-        s->dirty = false;
+        srv->dirty = s->io->dirty_next;
+        s->io->dirty = false;
         gw_session_unref(s);
     }
     cm_sbuf_free(&srv->wbuf);

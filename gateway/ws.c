@@ -4,6 +4,7 @@
  * reassembly and size limits, keepalive, and draining.
  */
 #include "gw_server.h"
+#include "session_io.h"
 
 #include "cm_log.h"
 
@@ -55,9 +56,9 @@ static int ws_established(struct gw_server *srv, struct lws *wsi, struct gw_pss 
 
 static int close_now(struct gw_session *s, int code, const char *why)
 {
-    s->we_closed = true;
-    s->close_code = code;
-    s->close_why = why;
+    s->io->we_closed = true;
+    s->io->close_code = code;
+    s->io->close_why = why;
     lws_close_reason(s->wsi, (enum lws_close_status)code, (unsigned char *)why, strlen(why));
     return -1;
 }
@@ -68,14 +69,14 @@ static int ws_receive(struct gw_session *s, const char *in, size_t len)
 {
     struct lws *wsi = s->wsi;
     bool complete = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
-    size_t have = s->rx ? s->rx->len : 0;
+    size_t have = s->io->rx ? s->io->rx->len : 0;
 
     gw_keepalive_heard(s);
-    if (s->close_code)
+    if (s->io->close_code)
         return 0; /* closing: ignore what is still arriving */
     if (have + len > (size_t)s->srv->cfg.frame_bytes)
         return close_now(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "frame too large");
-    if (complete && !s->rx) {
+    if (complete && !s->io->rx) {
         /* The common case, a whole frame in one piece: no copy. */
         if (lws_frame_is_binary(wsi))
             gw_dispatch_binary(s);
@@ -83,31 +84,31 @@ static int ws_receive(struct gw_session *s, const char *in, size_t len)
             gw_dispatch_frame(s, in, len);
         return 0;
     }
-    if (!s->rx) {
-        s->rx = cm_malloc(sizeof(*s->rx));
-        cm_sbuf_init(s->rx, 0);
+    if (!s->io->rx) {
+        s->io->rx = cm_malloc(sizeof(*s->io->rx));
+        cm_sbuf_init(s->io->rx, 0);
     }
-    cm_sbuf_append(s->rx, in, len);
+    cm_sbuf_append(s->io->rx, in, len);
     if (!complete)
         return 0;
     if (lws_frame_is_binary(wsi))
         gw_dispatch_binary(s);
     else
-        gw_dispatch_frame(s, cm_sbuf_data(s->rx), s->rx->len);
-    cm_sbuf_free(s->rx);
-    free(s->rx);
-    s->rx = NULL;
+        gw_dispatch_frame(s, cm_sbuf_data(s->io->rx), s->io->rx->len);
+    cm_sbuf_free(s->io->rx);
+    free(s->io->rx);
+    s->io->rx = NULL;
     return 0;
 }
 
 /* Why the socket went away, in the protocol's words. */
 static const char *close_reason(const struct gw_session *s)
 {
-    if (s->we_closed)
-        return s->close_code == LWS_CLOSE_STATUS_GOINGAWAY ? "closed" : "faulted";
-    if (s->peer_closed)
+    if (s->io->we_closed)
+        return s->io->close_code == LWS_CLOSE_STATUS_GOINGAWAY ? "closed" : "faulted";
+    if (s->io->peer_closed)
         return "closed";
-    int64_t silent_ms = cm_mono_ms() - s->last_rx_ms;
+    int64_t silent_ms = cm_mono_ms() - s->io->last_rx_ms;
     if (silent_ms + 500 >= s->srv->cfg.ping_timeout_s * 1000)
         return "timeout";
     return "faulted";
@@ -134,13 +135,13 @@ static int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
         return pss->session ? gw_session_writable(pss->session) : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (pss->session)
-            pss->session->peer_closed = true;
+            pss->session->io->peer_closed = true;
         return 0;
     case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
         /* lws 4.1 says this as it begins a close, before it writes its
          * close frame (when it closes on its own: nothing else says so). */
         if (pss && pss->session)
-            pss->session->lws_closing = true;
+            pss->session->io->lws_closing = true;
         return 0;
     case LWS_CALLBACK_CLOSED:
         if (pss->session) {
