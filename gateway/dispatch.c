@@ -94,7 +94,7 @@ static struct gw_member *start_join(struct gw_session *s, const struct cm_frame 
 
 static void handle_join(struct gw_session *s, const struct cm_frame *f)
 {
-    if (gw_session_member(s, f->room)) {
+    if (gw_member_find(s, f->room)) {
         gw_session_send_error(s, frame_id(f), CM_ERR_BAD_REQUEST,
                               "already joined this room; leave it first");
         return;
@@ -104,7 +104,7 @@ static void handle_join(struct gw_session *s, const struct cm_frame *f)
 
 static void handle_message(struct gw_session *s, const struct cm_frame *f)
 {
-    struct gw_member *m = gw_session_member(s, f->room);
+    struct gw_member *m = gw_member_find(s, f->room);
     if (!m) {
         gw_session_send_error(s, frame_id(f), CM_ERR_NOT_JOINED, "join the room first");
         return;
@@ -116,7 +116,7 @@ static void handle_legacy(struct gw_session *s, const struct cm_frame *f)
 {
     /* The classic page's one frame: join as this nickname if needed, then
      * send. The publish is deferred or pipelined behind the join. */
-    struct gw_member *m = gw_session_member(s, f->room);
+    struct gw_member *m = gw_member_find(s, f->room);
     if (m ? !claims_allow(s, f) : !(m = start_join(s, f)))
         return; /* under a token, every legacy frame must name its sub */
     send_message(s, m, f);
@@ -124,7 +124,7 @@ static void handle_legacy(struct gw_session *s, const struct cm_frame *f)
 
 static void handle_leave(struct gw_session *s, const struct cm_frame *f)
 {
-    struct gw_member *m = gw_session_member(s, f->room);
+    struct gw_member *m = gw_member_find(s, f->room);
     if (!m) {
         gw_session_send_error(s, frame_id(f), CM_ERR_NOT_JOINED, "not in this room");
         return;
@@ -173,7 +173,7 @@ static void on_members(void *priv, enum gw_store_status status, const struct gw_
 /* history and members: read-only questions about a room the session is in. */
 static void room_query(struct gw_session *s, const struct cm_frame *f)
 {
-    if (!gw_session_member(s, f->room)) {
+    if (!gw_member_find(s, f->room)) {
         gw_session_send_error(s, frame_id(f), CM_ERR_NOT_JOINED, "join the room first");
         return;
     }

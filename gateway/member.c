@@ -46,6 +46,35 @@ static void emit(struct gw_server *srv, const char *type, const struct gw_member
     gw_store_event(srv->store, type, &who, reason);
 }
 
+/* ---- a session's memberships ---- */
+
+struct gw_member *gw_member_find(struct gw_session *s, const char *room)
+{
+    for (struct gw_member *m = s->members; m; m = m->session_next)
+        if (strcmp(m->room_name, room) == 0)
+            return m;
+    return NULL;
+}
+
+static void session_link(struct gw_session *s, struct gw_member *m)
+{
+    m->session_next = s->members;
+    s->members = m;
+    s->nrooms++;
+}
+
+static void session_unlink(struct gw_session *s, struct gw_member *m)
+{
+    for (struct gw_member **pp = &s->members; *pp; pp = &(*pp)->session_next) {
+        if (*pp == m) {
+            *pp = m->session_next;
+            s->nrooms--;
+            break;
+        }
+    }
+    m->session_next = NULL;
+}
+
 /* ---- publishing ---- */
 
 static void on_published(void *priv, enum gw_store_status status, int64_t seq)
@@ -141,7 +170,7 @@ void gw_member_publish(struct gw_member *m, const char *id, bool has_id, const c
 static void join_failed(struct gw_member *m, const char *why)
 {
     struct gw_session *s = m->session;
-    gw_session_unlink_member(s, m);
+    session_unlink(s, m);
     gw_session_send_error(s, m->join.has_id ? m->join.id : NULL, CM_ERR_UNAVAILABLE, why);
     gw_room_remove_member(m);
     deferred_drop(m);
@@ -245,10 +274,10 @@ struct gw_member *gw_member_join(struct gw_session *s, const struct cm_frame *f)
     snprintf(m->join.epoch, sizeof(m->join.epoch), "%s", f->has_epoch ? f->epoch : "");
     m->join.since = f->type == CM_FRAME_JOIN ? f->since : -1;
     m->join.history = f->type == CM_FRAME_JOIN ? f->history : 0;
-    gw_session_link_member(s, m);
+    session_link(s, m);
     gw_room_add_member(s->srv, f->room, m);
     /* Looked up again: a join that failed at once has already been dropped. */
-    return gw_session_member(s, f->room);
+    return gw_member_find(s, f->room);
 }
 
 /* ---- live ---- */
@@ -317,7 +346,7 @@ void gw_member_leave(struct gw_member *m, const char *reason)
 void gw_member_left(struct gw_member *m, const char *id)
 {
     struct gw_session *s = m->session;
-    gw_session_unlink_member(s, m);
+    session_unlink(s, m);
     struct cm_sbuf b;
     cm_sbuf_init(&b, 0);
     cm_encode_left(&b, id, m->room_name, "left");
@@ -329,7 +358,7 @@ void gw_member_left(struct gw_member *m, const char *id)
 void gw_member_replaced(struct gw_member *m)
 {
     struct gw_session *s = m->session;
-    gw_session_unlink_member(s, m);
+    session_unlink(s, m);
     if (!s->legacy) {
         struct cm_sbuf b;
         cm_sbuf_init(&b, 0);
@@ -357,7 +386,7 @@ void gw_member_control(struct gw_server *srv, const char *data, size_t len)
         goto out;
     }
     HASH_FIND_STR(srv->sessions, sid, s);
-    if (!s || !(m = gw_session_member(s, room)) || strcmp(m->mid, mid) != 0)
+    if (!s || !(m = gw_member_find(s, room)) || strcmp(m->mid, mid) != 0)
         goto out; /* already gone */
     gw_member_replaced(m);
 out:
@@ -375,7 +404,7 @@ struct reassert {
 static void on_reasserted(void *priv, enum gw_store_status status, bool kept)
 {
     struct reassert *ra = priv;
-    struct gw_member *m = ra->session->wsi ? gw_session_member(ra->session, ra->room) : NULL;
+    struct gw_member *m = ra->session->wsi ? gw_member_find(ra->session, ra->room) : NULL;
     /* Not applied: the next reconnect or heartbeat check tries again. A
      * nickname another session took meanwhile stays with that session. */
     if (status == GW_STORE_OK && !kept && m && strcmp(m->mid, ra->mid) == 0)

@@ -52,6 +52,8 @@ struct gw_member {
     } join;
 };
 
+/* The session's membership of room, or NULL. */
+struct gw_member *gw_member_find(struct gw_session *s, const char *room);
 /* Makes s a member of f->room and starts its join; returns the membership,
  * or NULL if the join failed at once (the client has been told). */
 struct gw_member *gw_member_join(struct gw_session *s, const struct cm_frame *f);

@@ -108,58 +108,9 @@ void gw_session_close(struct gw_session *s, int code, const char *why, bool afte
     gw_session_mark_dirty(s);
 }
 
-struct gw_reply_to *gw_reply_to_new(struct gw_session *s, const char *room, const char *id,
-                                    bool has_id)
-{
-    struct gw_reply_to *r = cm_malloc(sizeof(*r));
-    r->session = gw_session_ref(s);
-    snprintf(r->room, sizeof(r->room), "%s", room);
-    snprintf(r->id, sizeof(r->id), "%s", has_id ? id : "");
-    r->has_id = has_id;
-    return r;
-}
-
-void gw_reply_to_free(struct gw_reply_to *r)
-{
-    gw_session_unref(r->session);
-    free(r);
-}
-
-const char *gw_reply_to_id(const struct gw_reply_to *r)
-{
-    return r->has_id ? r->id : NULL;
-}
-
 bool gw_session_lws_closing(const struct gw_session *s)
 {
     return s->io->peer_closed || s->io->lws_closing;
-}
-
-struct gw_member *gw_session_member(struct gw_session *s, const char *room)
-{
-    for (struct gw_member *m = s->members; m; m = m->session_next)
-        if (strcmp(m->room_name, room) == 0)
-            return m;
-    return NULL;
-}
-
-void gw_session_link_member(struct gw_session *s, struct gw_member *m)
-{
-    m->session_next = s->members;
-    s->members = m;
-    s->nrooms++;
-}
-
-void gw_session_unlink_member(struct gw_session *s, struct gw_member *m)
-{
-    for (struct gw_member **pp = &s->members; *pp; pp = &(*pp)->session_next) {
-        if (*pp == m) {
-            *pp = m->session_next;
-            s->nrooms--;
-            break;
-        }
-    }
-    m->session_next = NULL;
 }
 
 void gw_session_closed(struct gw_session *s, const char *reason)

@@ -64,12 +64,6 @@ void gw_session_close(struct gw_session *s, int code, const char *why, bool afte
 /* Closes a session whose queue (or held-back frames) overflowed: 1013. */
 void gw_session_overflow(struct gw_session *s);
 
-/* The session's membership of room, or NULL. */
-struct gw_member *gw_session_member(struct gw_session *s, const char *room);
-/* Puts m on, and takes it off, the session's list of memberships. */
-void gw_session_link_member(struct gw_session *s, struct gw_member *m);
-void gw_session_unlink_member(struct gw_session *s, struct gw_member *m);
-
 /* Where to answer a client frame once Redis has: holds a reference to the
  * session, whose wsi is NULL by then if the socket closed. */
 struct gw_reply_to {

@@ -87,17 +87,6 @@ static void strs_of(const redisReply *arr, struct gw_strs *out)
     *out = (struct gw_strs){.n = k, .s = s, .len = len};
 }
 
-void gw_strs_put_json(struct cm_sbuf *b, const struct gw_strs *items)
-{
-    cm_sbuf_append(b, "[", 1);
-    for (size_t i = 0; i < items->n; i++) {
-        if (i)
-            cm_sbuf_append(b, ",", 1);
-        cm_sbuf_append(b, items->s[i], items->len[i]);
-    }
-    cm_sbuf_append(b, "]", 1);
-}
-
 /* ---- messages ---- */
 
 static void on_publish(redisReply *reply, void *priv)

@@ -16,6 +16,8 @@
 #ifndef GW_STORE_H
 #define GW_STORE_H
 
+#include "cm_util.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,9 +39,17 @@ struct gw_strs {
     const size_t *len;
 };
 
-struct cm_sbuf;
 /* Appends items as a JSON array (each item is JSON already). */
-void gw_strs_put_json(struct cm_sbuf *b, const struct gw_strs *items);
+static inline void gw_strs_put_json(struct cm_sbuf *b, const struct gw_strs *items)
+{
+    cm_sbuf_append(b, "[", 1);
+    for (size_t i = 0; i < items->n; i++) {
+        if (i)
+            cm_sbuf_append(b, ",", 1);
+        cm_sbuf_append(b, items->s[i], items->len[i]);
+    }
+    cm_sbuf_append(b, "]", 1);
+}
 
 /* Who a membership is, as Redis records it. */
 struct gw_store_member {

@@ -1,0 +1,404 @@
+/*
+ * Unit tests of gateway/member.c and gateway/room.c: a membership's life
+ * and a room's subscription, fan-out and resync, against the fake store
+ * and fake sessions of fakes.h. Each test drives the store's answers by
+ * hand, in the orders a real Redis can produce them.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "fakes.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static struct gw_server srv;
+
+static int setup(void **state)
+{
+    memset(&srv, 0, sizeof(srv));
+    srv.store = (struct gw_store *)&srv; /* never dereferenced by the fake */
+    srv.cfg.send_queue_bytes = 1 << 20;
+    srv.cfg.history_max = 100;
+    fake_store_reset();
+    return 0;
+}
+
+/* Answers whatever is still pending with LOST and closes every session, so
+ * that the sanitizer build sees nothing leak. */
+static int teardown(void **state)
+{
+    while (fake_store.ncalls > 0) {
+        struct fake_call c = fake_store_take(0);
+        switch (c.kind) {
+        case FAKE_PUBLISH: ((gw_store_publish_fn *)c.fn)(c.priv, GW_STORE_LOST, 0); break;
+        case FAKE_JOIN: ((gw_store_join_fn *)c.fn)(c.priv, GW_STORE_LOST, NULL); break;
+        case FAKE_HISTORY: ((gw_store_history_fn *)c.fn)(c.priv, GW_STORE_LOST, NULL); break;
+        case FAKE_MEMBERS: ((gw_store_members_fn *)c.fn)(c.priv, GW_STORE_LOST, NULL); break;
+        case FAKE_REASSERT: ((gw_store_reassert_fn *)c.fn)(c.priv, GW_STORE_LOST, false); break;
+        }
+    }
+    struct gw_session *s, *tmp;
+    HASH_ITER(hh, srv.sessions, s, tmp) {
+        fake_session_close(s, "closed");
+    }
+    assert_null(srv.rooms); /* every room went with its last member */
+    return 0;
+}
+
+/* ---- helpers ---- */
+
+static struct gw_member *join(struct gw_session *s, const char *room, const char *nick)
+{
+    char buf[256];
+    struct cm_frame f;
+    struct cm_decode_error err;
+    snprintf(buf, sizeof(buf), "{\"type\":\"join\",\"id\":\"j\",\"room\":\"%s\",\"nickname\":\"%s\"}",
+             room, nick);
+    assert_int_equal(cm_frame_decode(buf, strlen(buf), 1000, &f, &err), 0);
+    struct gw_member *m = gw_member_join(s, &f);
+    cm_frame_clear(&f);
+    return m;
+}
+
+static void answer_join(const char *room, enum gw_store_status status, int64_t seq,
+                        const char *epoch)
+{
+    int i = fake_store_find(FAKE_JOIN, room);
+    assert_true(i >= 0);
+    struct fake_call c = fake_store_take(i);
+    struct gw_store_joined j = {.seq = seq, .epoch = epoch, .recovered = -1};
+    ((gw_store_join_fn *)c.fn)(c.priv, status, status == GW_STORE_OK ? &j : NULL);
+}
+
+/* A member of room at seq, live. */
+static struct gw_member *joined(struct gw_session *s, const char *room, int64_t seq)
+{
+    struct gw_member *m = join(s, room, s->id);
+    assert_non_null(m);
+    gw_room_on_subscribed(&srv, room);
+    answer_join(room, GW_STORE_OK, seq, "e1");
+    assert_int_equal(m->state, GW_MEMBER_JOINED);
+    return m;
+}
+
+static void envelope(char *buf, size_t size, int64_t seq)
+{
+    snprintf(buf, size, "{\"type\":\"message\",\"seq\":%lld,\"room\":\"r\",\"text\":\"m%lld\"}",
+             (long long)seq, (long long)seq);
+}
+
+static void message(const char *room, int64_t seq)
+{
+    char buf[128];
+    envelope(buf, sizeof(buf), seq);
+    gw_room_on_message(&srv, room, buf, strlen(buf));
+}
+
+/* The seqs of the message frames s was sent, as "4 5 6". */
+static const char *seqs(const struct gw_session *s)
+{
+    static char out[512];
+    out[0] = '\0';
+    for (int i = 0; i < fake_session_frames(s); i++) {
+        const char *f = fake_session_frame(s, i);
+        long long seq;
+        if (sscanf(f, "{\"type\":\"message\",\"seq\":%lld", &seq) == 1)
+            snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s%lld", out[0] ? " " : "",
+                     seq);
+    }
+    return out;
+}
+
+static bool sent(const struct gw_session *s, const char *needle)
+{
+    for (int i = 0; i < fake_session_frames(s); i++)
+        if (strstr(fake_session_frame(s, i), needle))
+            return true;
+    return false;
+}
+
+static bool logged(const char *line)
+{
+    return fake_store_logged(line, 0) >= 0;
+}
+
+/* ---- joining ---- */
+
+/* The join script runs only once the room's channel is confirmed, so that
+ * nothing published after it can be missed. */
+static void test_join_waits_for_subscription(void **state)
+{
+    struct gw_session *s = fake_session_new(&srv, "s1");
+    struct gw_member *m = join(s, "r", "ann");
+    assert_non_null(m);
+    assert_true(logged("subscribe r"));
+    assert_int_equal(fake_store_find(FAKE_JOIN, "r"), -1);
+    assert_int_equal(m->state, GW_MEMBER_SUBSCRIBING);
+
+    gw_room_on_subscribed(&srv, "r");
+    assert_true(fake_store_find(FAKE_JOIN, "r") >= 0);
+    assert_true(logged("join r s1.1"));
+    answer_join("r", GW_STORE_OK, 0, "e1");
+    assert_true(sent(s, "\"type\":\"joined\""));
+    assert_true(logged("event join s1.1"));
+    assert_int_equal(m->state, GW_MEMBER_JOINED);
+}
+
+/* A second member of a subscribed room joins at once. */
+static void test_second_member_joins_at_once(void **state)
+{
+    joined(fake_session_new(&srv, "s1"), "r", 0);
+    join(fake_session_new(&srv, "s2"), "r", "bob");
+    assert_true(fake_store_find(FAKE_JOIN, "r") >= 0);
+    assert_int_equal(fake_store_logged("subscribe r", 1), -1); /* subscribed once */
+}
+
+/* A message sent before the subscription is confirmed waits, and goes out
+ * behind the join, in order. */
+static void test_publish_before_subscribed_runs_after_join(void **state)
+{
+    struct gw_session *s = fake_session_new(&srv, "s1");
+    struct gw_member *m = join(s, "r", "ann");
+    gw_member_publish(m, "p1", true, "hello", 5);
+    assert_int_equal(fake_store_find(FAKE_PUBLISH, "r"), -1);
+    gw_room_on_subscribed(&srv, "r");
+    int j = fake_store_logged("join r s1.1", 0), p = fake_store_logged("publish r", 0);
+    assert_true(j >= 0 && p > j);
+    answer_join("r", GW_STORE_OK, 0, "e1");
+    struct fake_call c = fake_store_take(fake_store_find(FAKE_PUBLISH, "r"));
+    ((gw_store_publish_fn *)c.fn)(c.priv, GW_STORE_OK, 1);
+    assert_true(sent(s, "\"type\":\"ack\""));
+}
+
+/* A deferred message whose member leaves first is answered not_joined. */
+static void test_deferred_publish_answered_when_leaving(void **state)
+{
+    struct gw_session *s = fake_session_new(&srv, "s1");
+    struct gw_member *m = join(s, "r", "ann");
+    gw_member_publish(m, "p1", true, "hello", 5);
+    gw_member_left(m, "l1");
+    assert_true(sent(s, "\"code\":\"not_joined\""));
+    assert_true(sent(s, "\"type\":\"left\""));
+    assert_true(logged("unsubscribe r"));
+    assert_int_equal(fake_store_find(FAKE_PUBLISH, NULL), -1);
+}
+
+/* Live frames that arrive while the join script runs are held, and only
+ * those above the joined seq go out: no hole, no duplicate. */
+static void test_live_frames_held_while_joining(void **state)
+{
+    struct gw_session *s = fake_session_new(&srv, "s1");
+    join(s, "r", "ann");
+    gw_room_on_subscribed(&srv, "r");
+    message("r", 5);
+    message("r", 6);
+    assert_string_equal(seqs(s), "");
+    answer_join("r", GW_STORE_OK, 5, "e1");
+    assert_string_equal(seqs(s), "6");
+    message("r", 6); /* again, as after a resubscribe */
+    message("r", 7);
+    assert_string_equal(seqs(s), "6 7");
+}
+
+/* Held frames count against the send queue bound. */
+static void test_held_frames_overflow_closes(void **state)
+{
+    srv.cfg.send_queue_bytes = 100; /* two envelopes of 49 bytes, not three */
+    struct gw_session *s = fake_session_new(&srv, "s1");
+    join(s, "r", "ann");
+    gw_room_on_subscribed(&srv, "r");
+    message("r", 1);
+    message("r", 2);
+    assert_false(fake_session_overflowed(s));
+    message("r", 3);
+    assert_true(fake_session_overflowed(s));
+}
+
+/* A join the store cannot send fails at once, with nothing left behind. */
+static void test_join_fails_when_store_down(void **state)
+{
+    struct gw_session *s = fake_session_new(&srv, "s1");
+    join(s, "r", "ann");
+    fake_store.down = true;
+    gw_room_on_subscribed(&srv, "r");
+    assert_true(sent(s, "\"code\":\"unavailable\""));
+    assert_null(gw_member_find(s, "r"));
+    assert_int_equal(s->nrooms, 0);
+    assert_true(logged("registry del s1.1"));
+    assert_true(logged("unsubscribe r"));
+}
+
+/* ---- a join whose fate is unknown ---- */
+
+/* The client went away while its join ran: if it ran, the worker undoes it. */
+static void test_leave_while_joining_undone_by_reply(void **state)
+{
+    struct gw_session *s = fake_session_new(&srv, "s1");
+    join(s, "r", "ann");
+    gw_room_on_subscribed(&srv, "r");
+    fake_session_close(s, "closed");
+    assert_false(logged("event leave s1.1 closed")); /* not before the reply */
+    answer_join("r", GW_STORE_OK, 0, "e1");
+    int j = fake_store_logged("event join s1.1", 0);
+    assert_true(j >= 0);
+    assert_true(fake_store_logged("event leave s1.1 closed", j) > j);
+}
+
+/* ...and if Redis refused it, only the registry entry goes. */
+static void test_leave_while_joining_refused(void **state)
+{
+    struct gw_session *s = fake_session_new(&srv, "s1");
+    join(s, "r", "ann");
+    gw_room_on_subscribed(&srv, "r");
+    fake_session_close(s, "closed");
+    answer_join("r", GW_STORE_REFUSED, 0, NULL);
+    assert_true(logged("registry del s1.1"));
+    assert_false(logged("event join s1.1"));
+}
+
+/* The link dropped under a join: undone through the worker, client told. */
+static void test_lost_join_undone_through_worker(void **state)
+{
+    struct gw_session *s = fake_session_new(&srv, "s1");
+    join(s, "r", "ann");
+    gw_room_on_subscribed(&srv, "r");
+    answer_join("r", GW_STORE_LOST, 0, NULL);
+    assert_true(logged("event join s1.1"));
+    assert_true(logged("event leave s1.1 faulted"));
+    assert_true(sent(s, "\"code\":\"unavailable\""));
+    assert_null(gw_member_find(s, "r"));
+}
+
+/* ---- leaving ---- */
+
+static void test_last_member_out_unsubscribes(void **state)
+{
+    struct gw_session *a = fake_session_new(&srv, "s1"), *b = fake_session_new(&srv, "s2");
+    struct gw_member *ma = joined(a, "r", 0);
+    join(b, "r", "s2");
+    answer_join("r", GW_STORE_OK, 0, "e1");
+    gw_member_left(ma, NULL);
+    assert_true(logged("event leave s1.1 left"));
+    assert_false(logged("unsubscribe r"));
+    fake_session_close(b, "closed");
+    assert_true(logged("event leave s2.1 closed"));
+    assert_true(logged("unsubscribe r"));
+}
+
+/* A takeover elsewhere reaches us on the control channel. */
+static void test_takeover_by_control_message(void **state)
+{
+    struct gw_session *s = fake_session_new(&srv, "s1");
+    joined(s, "r", 0);
+    const char *stale = "{\"type\":\"replaced\",\"session\":\"s1\",\"mid\":\"s1.9\",\"room\":\"r\"}";
+    gw_member_control(&srv, stale, strlen(stale));
+    assert_non_null(gw_member_find(s, "r")); /* another mid: already gone */
+    const char *msg = "{\"type\":\"replaced\",\"session\":\"s1\",\"mid\":\"s1.1\",\"room\":\"r\"}";
+    gw_member_control(&srv, msg, strlen(msg));
+    assert_true(sent(s, "\"reason\":\"replaced\""));
+    assert_true(logged("event leave s1.1 replaced"));
+    assert_null(gw_member_find(s, "r"));
+}
+
+/* ---- recovery ---- */
+
+/* The pub/sub link dropped: frames are held until history from the last
+ * seq has been re-read, then each seq goes out once. */
+static void test_resync_after_pubsub_loss(void **state)
+{
+    struct gw_session *s = fake_session_new(&srv, "s1");
+    struct gw_member *m = joined(s, "r", 3);
+    gw_rooms_lost(&srv);
+    assert_int_equal(m->state, GW_MEMBER_RESYNC);
+    gw_room_on_subscribed(&srv, "r");
+    message("r", 6); /* live, while history is read */
+    int i = fake_store_find(FAKE_HISTORY, "r");
+    assert_true(i >= 0);
+    assert_int_equal(fake_store.calls[i].from, 3);
+    char e4[128], e5[128], e6[128];
+    envelope(e4, sizeof(e4), 4);
+    envelope(e5, sizeof(e5), 5);
+    envelope(e6, sizeof(e6), 6);
+    const char *items[] = {e4, e5, e6};
+    size_t lens[] = {strlen(e4), strlen(e5), strlen(e6)};
+    struct gw_store_history h = {.epoch = "e1", .items = {.n = 3, .s = items, .len = lens}};
+    struct fake_call c = fake_store_take(i);
+    ((gw_store_history_fn *)c.fn)(c.priv, GW_STORE_OK, &h);
+    assert_string_equal(seqs(s), "4 5 6");
+    assert_int_equal(m->state, GW_MEMBER_JOINED);
+}
+
+/* History lost in Redis (a new epoch): seqs start again. */
+static void test_resync_new_epoch_restarts_seqs(void **state)
+{
+    struct gw_session *s = fake_session_new(&srv, "s1");
+    joined(s, "r", 10);
+    gw_rooms_lost(&srv);
+    gw_room_on_subscribed(&srv, "r");
+    char e1[128];
+    envelope(e1, sizeof(e1), 1);
+    const char *items[] = {e1};
+    size_t lens[] = {strlen(e1)};
+    struct gw_store_history h = {.epoch = "e2", .items = {.n = 1, .s = items, .len = lens}};
+    struct fake_call c = fake_store_take(fake_store_find(FAKE_HISTORY, "r"));
+    ((gw_store_history_fn *)c.fn)(c.priv, GW_STORE_OK, &h);
+    assert_string_equal(seqs(s), "1");
+}
+
+/* Redis lost our memberships: each is written again under a new mid, and
+ * a nickname another session took meanwhile stays with that session. */
+static void test_reassert_new_mid_and_replaced(void **state)
+{
+    struct gw_session *s = fake_session_new(&srv, "s1");
+    struct gw_member *m = joined(s, "r", 0);
+    gw_members_reassert(&srv);
+    int i = fake_store_find(FAKE_REASSERT, "r");
+    assert_true(i >= 0);
+    assert_string_equal(fake_store.calls[i].old_mid, "s1.1");
+    assert_string_equal(fake_store.calls[i].mid, "s1.2");
+    assert_string_equal(m->mid, "s1.2");
+    struct fake_call c = fake_store_take(i);
+    ((gw_store_reassert_fn *)c.fn)(c.priv, GW_STORE_OK, false);
+    assert_true(sent(s, "\"reason\":\"replaced\""));
+    assert_true(logged("event leave s1.2 replaced"));
+}
+
+/* A member still in its join is not re-asserted: its join writes it. */
+static void test_reassert_skips_joining(void **state)
+{
+    struct gw_session *s = fake_session_new(&srv, "s1");
+    join(s, "r", "ann");
+    gw_room_on_subscribed(&srv, "r");
+    gw_members_reassert(&srv);
+    assert_int_equal(fake_store_find(FAKE_REASSERT, NULL), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_join_waits_for_subscription, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_member_joins_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_before_subscribed_runs_after_join, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_publish_answered_when_leaving, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_live_frames_held_while_joining, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_frames_overflow_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_join_fails_when_store_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leave_while_joining_undone_by_reply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leave_while_joining_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_join_undone_through_worker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_member_out_unsubscribes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_takeover_by_control_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resync_after_pubsub_loss, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resync_new_epoch_restarts_seqs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reassert_new_mid_and_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reassert_skips_joining, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
