@@ -113,7 +113,9 @@ static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
            gw_store_reconnects(srv->store));
     cm_metric(b, "chat_gateway_redis_connected", "gauge", "1 when both Redis links are ready.",
            gw_store_ready(srv->store));
-    cm_metric(b, "chat_gateway_event_outbox", "gauge", "Events waiting for Redis.", gw_store_backlog(srv->store));
+    cm_metric(b, "chat_gateway_event_outbox", "gauge",
+              "Events and registry writes that Redis has not answered yet.",
+              gw_store_backlog(srv->store));
     cm_metric(b, "chat_gateway_draining", "gauge", "1 while draining.", srv->draining);
     static const char *const refused[] = {"per_ip", "max_connections", "origin", "auth"};
     cm_metric_header(b, "chat_gateway_refused_total", "counter",
