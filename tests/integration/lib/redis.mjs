@@ -99,10 +99,16 @@ export class RedisClient {
   }
 
   dispatch(v) {
-    if (this.subscribed && Array.isArray(v) && (v[0] === 'message' || v[0] === 'pmessage')) {
-      const m = v[0] === 'message'
-        ? { channel: v[1], data: v[2] }
-        : { pattern: v[1], channel: v[2], data: v[3] };
+    // Pushes: messages, and (sharded pub/sub, Redis 7) a `sunsubscribe` the
+    // server sends by itself when the channel's slot moves away; one we
+    // asked for is answered as a reply instead.
+    const push = this.subscribed && Array.isArray(v) &&
+      (['message', 'pmessage', 'smessage'].includes(v[0]) ||
+        (v[0] === 'sunsubscribe' && this.pending.length === 0));
+    if (push) {
+      const m = v[0] === 'pmessage'
+        ? { kind: v[0], pattern: v[1], channel: v[2], data: v[3] }
+        : { kind: v[0], channel: v[1], data: v[2] };
       const i = this.waiters.findIndex((w) => w.pred(m));
       if (i >= 0) {
         const [w] = this.waiters.splice(i, 1);
@@ -128,12 +134,13 @@ export class RedisClient {
     });
   }
 
-  // Subscribes to channels (or patterns, with pattern: true). Each
+  // Subscribes to channels (or patterns, with pattern: true; shard channels
+  // with sharded: true, where a wrong node answers MOVED). Each
   // confirmation is one reply; resolves when all have arrived.
-  async subscribe(channels, { pattern = false } = {}) {
+  async subscribe(channels, { pattern = false, sharded = false } = {}) {
     const list = Array.isArray(channels) ? channels : [channels];
     this.subscribed = true;
-    const cmd = pattern ? 'PSUBSCRIBE' : 'SUBSCRIBE';
+    const cmd = pattern ? 'PSUBSCRIBE' : sharded ? 'SSUBSCRIBE' : 'SUBSCRIBE';
     const confirmations = list.map(
       () => new Promise((resolve, reject) => this.pending.push({ resolve, reject })),
     );
@@ -141,7 +148,7 @@ export class RedisClient {
     return Promise.all(confirmations);
   }
 
-  // Resolves with the next pub/sub message {channel, data} matching pred,
+  // Resolves with the next pub/sub message {kind, channel, data} matching pred,
   // taking it out of the buffer; rejects after timeoutMs.
   nextMessage(pred = () => true, timeoutMs = 3000) {
     const i = this.messages.findIndex(pred);
