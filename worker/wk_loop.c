@@ -81,8 +81,11 @@ static void timer_free(void *timer)
 struct cm_link_loop *wk_loop_new(struct event_base *base)
 {
     struct cm_link_loop *loop = cm_calloc(1, sizeof(*loop));
-    *loop = (struct cm_link_loop){.ctx = base, .attach = attach, .timer_new = timer_new,
-                                  .timer_start = timer_start, .timer_stop = timer_stop,
+    *loop = (struct cm_link_loop){.ctx = base,
+                                  .attach = attach,
+                                  .timer_new = timer_new,
+                                  .timer_start = timer_start,
+                                  .timer_stop = timer_stop,
                                   .timer_free = timer_free};
     return loop;
 }

@@ -31,8 +31,7 @@ static void job_done(struct wk_server *srv, struct wk_room_job *job)
     wk_server_check_drained(srv);
 }
 
-static void room_cb(void *priv, const struct wk_store_result *res, bool expired,
-                    long long trimmed)
+static void room_cb(void *priv, const struct wk_store_result *res, bool expired, long long trimmed)
 {
     struct wk_room_job *job = priv;
     struct wk_server *srv = job->srv;

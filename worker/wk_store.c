@@ -60,7 +60,10 @@ static struct wk_store_result result_of(const redisReply *reply)
     switch (cm_reply_kind(reply)) {
     case CM_REPLY_OK: break;
     case CM_REPLY_LOST: r.status = WK_STORE_LOST; break;
-    case CM_REPLY_TRANSIENT: r.status = WK_STORE_REFUSED; r.transient = true; break;
+    case CM_REPLY_TRANSIENT:
+        r.status = WK_STORE_REFUSED;
+        r.transient = true;
+        break;
     case CM_REPLY_FATAL:
         r.status = WK_STORE_REFUSED;
         r.nogroup = strncmp(reply->str, "NOGROUP", 7) == 0;
@@ -259,8 +262,8 @@ static void on_read(redisReply *reply, void *priv)
     struct wk_store_result res = result_of(reply);
     struct entry_list l = {0};
     /* A nil reply is a BLOCK timeout: nothing new. */
-    for (size_t i = 0; res.status == WK_STORE_OK && reply->type == REDIS_REPLY_ARRAY &&
-                       i < reply->elements;
+    for (size_t i = 0;
+         res.status == WK_STORE_OK && reply->type == REDIS_REPLY_ARRAY && i < reply->elements;
          i++) {
         const redisReply *stream = reply->element[i];
         if (stream->type == REDIS_REPLY_ARRAY && stream->elements == 2)
@@ -278,8 +281,8 @@ int wk_store_read(struct wk_store *st, int count, wk_store_entries_fn *fn, void 
     snprintf(block, sizeof(block), "%lld", st->cfg.read_block_ms);
     const char *argv[] = {"XREADGROUP", "GROUP", CM_EVENTS_GROUP, st->consumer,  "COUNT", n,
                           "BLOCK",      block,   "STREAMS",       CM_KEY_EVENTS, ">"};
-    return send_command(st, st->events, on_read, (void (*)(void))fn, priv,
-                        (int)CM_ARRAY_LEN(argv), argv);
+    return send_command(st, st->events, on_read, (void (*)(void))fn, priv, (int)CM_ARRAY_LEN(argv),
+                        argv);
 }
 
 static void on_claim(redisReply *reply, void *priv)
@@ -372,8 +375,8 @@ int wk_store_prune_consumers(struct wk_store *st, long long idle_ms, bool self,
     char idle[24];
     snprintf(idle, sizeof(idle), "%lld", idle_ms);
     const char *argv[] = {CM_KEY_EVENTS, CM_EVENTS_GROUP, idle, self ? st->consumer : ""};
-    return send_scriptv(st, CM_SCRIPT_PRUNE_CONSUMERS, 1, 4, argv, on_prune,
-                        (void (*)(void))fn, priv);
+    return send_scriptv(st, CM_SCRIPT_PRUNE_CONSUMERS, 1, 4, argv, on_prune, (void (*)(void))fn,
+                        priv);
 }
 
 /* ---- presence ---- */
@@ -403,8 +406,7 @@ int wk_store_leave(struct wk_store *st, const char *room, const char *nickname, 
 
     const char *argv[] = {members, channel, nickname, mid, cm_sbuf_data(&frame)};
     const size_t lens[] = {mlen, clen, strlen(nickname), strlen(mid), frame.len};
-    int rc = send_script(st, CM_SCRIPT_LEAVE, 1, 5, argv, lens, on_leave, (void (*)(void))fn,
-                         priv);
+    int rc = send_script(st, CM_SCRIPT_LEAVE, 1, 5, argv, lens, on_leave, (void (*)(void))fn, priv);
     cm_sbuf_free(&frame);
     return rc;
 }
@@ -482,9 +484,8 @@ static void on_claimed(redisReply *reply, void *priv)
     struct wk_store_result res = result_of(reply);
     struct wk_store_claimed c = {0};
     struct wk_store_claimed_gateway *gw = NULL;
-    if (res.status == WK_STORE_OK &&
-        !(reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
-          reply->element[0]->type == REDIS_REPLY_INTEGER))
+    if (res.status == WK_STORE_OK && !(reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+                                       reply->element[0]->type == REDIS_REPLY_INTEGER))
         result_unexpected(&res);
     if (res.status == WK_STORE_OK) {
         c.stall_ms = reply->element[0]->integer;
@@ -494,7 +495,8 @@ static void on_claimed(redisReply *reply, void *priv)
             if (id->type != REDIS_REPLY_STRING || id->len > WK_ID_MAX ||
                 kind->type != REDIS_REPLY_INTEGER)
                 continue;
-            gw[c.n++] = (struct wk_store_claimed_gateway){.id = id->str, .dead = kind->integer == 1};
+            gw[c.n++] =
+                (struct wk_store_claimed_gateway){.id = id->str, .dead = kind->integer == 1};
         }
         c.gw = gw;
     }
@@ -511,8 +513,8 @@ int wk_store_claim_gateways(struct wk_store *st, long long timeout_ms, long long
     snprintf(reclaim, sizeof(reclaim), "%lld", reclaim_ms);
     snprintf(nmax, sizeof(nmax), "%d", max);
     snprintf(stall, sizeof(stall), "%lld", stall_ms);
-    const char *argv[] = {CM_KEY_GATEWAYS, KEY_GATEWAYS_DEAD, KEY_GATEWAYS_SWEEP, timeout,
-                          reclaim,         nmax,              stall};
+    const char *argv[] = {
+        CM_KEY_GATEWAYS, KEY_GATEWAYS_DEAD, KEY_GATEWAYS_SWEEP, timeout, reclaim, nmax, stall};
     return send_scriptv(st, CM_SCRIPT_CLAIM_GATEWAYS, 3, (int)CM_ARRAY_LEN(argv), argv, on_claimed,
                         (void (*)(void))fn, priv);
 }
@@ -552,18 +554,21 @@ static int meta_room(const char *key, size_t len, char *room)
     return cm_room_valid(room, strlen(room)) ? 0 : -1;
 }
 
+struct room_name {
+    char s[CM_ROOM_MAX + 1];
+};
+
 static void on_scan(redisReply *reply, void *priv)
 {
     struct req *r = priv;
     struct wk_store_result res = result_of(reply);
-    char (*names)[CM_ROOM_MAX + 1] = NULL;
+    struct room_name *names = NULL;
     const char **rooms = NULL;
     size_t n = 0;
     const char *next = "0";
-    if (res.status == WK_STORE_OK &&
-        !(reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-          reply->element[0]->type == REDIS_REPLY_STRING &&
-          reply->element[1]->type == REDIS_REPLY_ARRAY))
+    if (res.status == WK_STORE_OK && !(reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+                                       reply->element[0]->type == REDIS_REPLY_STRING &&
+                                       reply->element[1]->type == REDIS_REPLY_ARRAY))
         result_unexpected(&res);
     if (res.status == WK_STORE_OK) {
         const redisReply *keys = reply->element[1];
@@ -572,8 +577,8 @@ static void on_scan(redisReply *reply, void *priv)
         rooms = cm_calloc(keys->elements + 1, sizeof(*rooms));
         for (size_t i = 0; i < keys->elements; i++) {
             const redisReply *k = keys->element[i];
-            if (k->type == REDIS_REPLY_STRING && meta_room(k->str, k->len, names[n]) == 0) {
-                rooms[n] = names[n];
+            if (k->type == REDIS_REPLY_STRING && meta_room(k->str, k->len, names[n].s) == 0) {
+                rooms[n] = names[n].s;
                 n++;
             }
         }
@@ -584,11 +589,10 @@ static void on_scan(redisReply *reply, void *priv)
     free(r);
 }
 
-int wk_store_scan_rooms(struct wk_store *st, const char *cursor, wk_store_rooms_fn *fn,
-                        void *priv)
+int wk_store_scan_rooms(struct wk_store *st, const char *cursor, wk_store_rooms_fn *fn, void *priv)
 {
-    const char *argv[] = {"SCAN",           cursor[0] ? cursor : "0", "MATCH",
-                          ROOM_META_PATTERN, "COUNT",                  SCAN_COUNT};
+    const char *argv[] = {"SCAN",    cursor[0] ? cursor : "0", "MATCH", ROOM_META_PATTERN, "COUNT",
+                          SCAN_COUNT};
     return send_command(st, st->cmd, on_scan, (void (*)(void))fn, priv, 6, argv);
 }
 
@@ -599,10 +603,9 @@ static void on_retention(redisReply *reply, void *priv)
     struct wk_store_result res = result_of(reply);
     bool expired = false;
     long long trimmed = 0;
-    if (res.status == WK_STORE_OK &&
-        !(reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-          reply->element[0]->type == REDIS_REPLY_INTEGER &&
-          reply->element[1]->type == REDIS_REPLY_INTEGER))
+    if (res.status == WK_STORE_OK && !(reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+                                       reply->element[0]->type == REDIS_REPLY_INTEGER &&
+                                       reply->element[1]->type == REDIS_REPLY_INTEGER))
         result_unexpected(&res);
     if (res.status == WK_STORE_OK) {
         expired = reply->element[0]->integer == 1;
@@ -665,16 +668,29 @@ struct wk_store *wk_store_new(const struct wk_store_config *cfg, const struct cm
     /* Every script is loaded, as the worker always has: a cache warm for
      * the gateway's scripts too costs one round trip at connect. */
     st->cmd = cm_link_new(&(struct cm_link_opts){
-        .name = "commands", .url = cfg->url, .loop = loop, .hooks = &commands_hooks, .owner = st,
-        .scripts = st->scripts, .nscripts = CM_SCRIPT__COUNT, .timeout_ms = COMMANDS_TIMEOUT_MS,
-        .connect_timeout_ms = CONNECT_TIMEOUT_MS, .watch_ms = WATCH_MS,
+        .name = "commands",
+        .url = cfg->url,
+        .loop = loop,
+        .hooks = &commands_hooks,
+        .owner = st,
+        .scripts = st->scripts,
+        .nscripts = CM_SCRIPT__COUNT,
+        .timeout_ms = COMMANDS_TIMEOUT_MS,
+        .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+        .watch_ms = WATCH_MS,
         .probe_ms = 0 /* no idle PING: the sweep keeps it busy every tick */});
     /* Its CLIENT ID is what CLIENT UNBLOCK names at shutdown. A read that
      * blocks read_block_ms is not a stall. */
     st->events = cm_link_new(&(struct cm_link_opts){
-        .name = "events", .url = cfg->url, .loop = loop, .hooks = &events_hooks, .owner = st,
-        .client_id = true, .timeout_ms = cfg->read_block_ms + COMMANDS_TIMEOUT_MS,
-        .connect_timeout_ms = CONNECT_TIMEOUT_MS, .watch_ms = WATCH_MS,
+        .name = "events",
+        .url = cfg->url,
+        .loop = loop,
+        .hooks = &events_hooks,
+        .owner = st,
+        .client_id = true,
+        .timeout_ms = cfg->read_block_ms + COMMANDS_TIMEOUT_MS,
+        .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+        .watch_ms = WATCH_MS,
         .probe_ms = 0 /* none, as before: the read, always re-sent, is what is owed */});
     return st;
 }

@@ -212,8 +212,7 @@ typedef void wk_store_rooms_fn(void *priv, const struct wk_store_result *res, co
                                size_t n, const char *const *rooms);
 /* One SCAN step over the rooms' meta keys, from cursor ("" or "0": a new
  * pass). */
-int wk_store_scan_rooms(struct wk_store *st, const char *cursor, wk_store_rooms_fn *fn,
-                        void *priv);
+int wk_store_scan_rooms(struct wk_store *st, const char *cursor, wk_store_rooms_fn *fn, void *priv);
 
 /* expired: the room was idle and empty and lost all its keys; trimmed:
  * history entries removed by age. */
