@@ -67,7 +67,7 @@ static void metrics_render(const struct wk_server *srv, struct cm_sbuf *b)
            (unsigned long long)(srv->ev.inflight < 0 ? 0 : srv->ev.inflight));
     cm_metric(b, "chat_worker_redis_connected", "gauge",
            "1 when both Redis connections are up, else 0.",
-           srv->cmd.ready && srv->events.ready ? 1 : 0);
+           wk_store_ready(srv->store) ? 1 : 0);
 }
 
 static void handle_metrics(struct wk_server *srv, struct evhttp_request *req)

@@ -11,6 +11,7 @@
  */
 #include "cm_log.h"
 #include "cm_util.h"
+#include "wk_loop.h"
 #include "wk_server.h"
 
 #include <event2/event.h>
@@ -19,20 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t wk_server_random(struct wk_server *srv, uint64_t n)
-{
-    /* xorshift64*: plenty for jitter, and no global state. */
-    uint64_t x = srv->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    srv->rng = x;
-    return (x * 0x2545F4914F6CDD1DULL) % n;
-}
-
 bool wk_server_ready(const struct wk_server *srv)
 {
-    return srv->cmd.ready && srv->events.ready && srv->ev.group_ready;
+    return srv->store && wk_store_ready(srv->store) && srv->ev.group_ready;
 }
 
 static void loop_finish(struct wk_server *srv)
@@ -81,19 +71,19 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     wk_server_check_drained(srv);
 }
 
-static void cmd_ready(struct wk_server *srv)
+static void commands_ready(void *owner)
 {
-    wk_events_cmd_ready(srv);
+    wk_events_cmd_ready(owner);
 }
 
-static void cmd_down(struct wk_server *srv)
+static void commands_lost(void *owner)
 {
-    wk_events_cmd_down(srv);
+    wk_events_cmd_down(owner);
 }
 
-static void events_ready(struct wk_server *srv)
+static void events_ready(void *owner)
 {
-    wk_events_conn_ready(srv);
+    wk_events_conn_ready(owner);
 }
 
 static int signals_init(struct wk_server *srv)
@@ -109,24 +99,26 @@ static int signals_init(struct wk_server *srv)
 
 int wk_server_init(struct wk_server *srv)
 {
-    char err[160], seed[17];
+    char err[160];
 
     if (cm_redis_url_parse(srv->cfg.redis, &srv->url, err, sizeof(err)) != 0) {
         CM_ERROR("--redis: %s", err); /* checked by the flag table already */
         return -1;
     }
-    cm_random_hex(seed, 8);
-    srv->rng = strtoull(seed, NULL, 16) | 1;
     srv->base = event_base_new();
     if (!srv->base || signals_init(srv) != 0) {
         CM_ERROR("cannot set up the event loop");
         return -1;
     }
-    wk_conn_init(&srv->cmd, srv, "commands", true, 15000);
-    wk_conn_init(&srv->events, srv, "events", false, WK_READ_BLOCK_MS + 15000);
-    srv->cmd.on_ready = cmd_ready;
-    srv->cmd.on_down = cmd_down;
-    srv->events.on_ready = events_ready;
+    srv->loop = wk_loop_new(srv->base);
+    srv->store = wk_store_new(&(struct wk_store_config){.url = &srv->url,
+                                                        .consumer = srv->id,
+                                                        .read_block_ms = WK_READ_BLOCK_MS},
+                              srv->loop,
+                              &(struct wk_store_hooks){.owner = srv,
+                                                       .commands_ready = commands_ready,
+                                                       .commands_lost = commands_lost,
+                                                       .events_ready = events_ready});
     if (wk_events_init(srv) != 0 || wk_sweep_init(srv) != 0) {
         CM_ERROR("cannot set up the timers");
         return -1;
@@ -137,8 +129,7 @@ int wk_server_init(struct wk_server *srv)
             "claim idle %lld ms, history ttl %lld s)",
             srv->id, srv->url.host, srv->url.port, srv->url.db, srv->cfg.sweep_ms,
             srv->cfg.gateway_timeout_ms, srv->cfg.claim_idle_ms, srv->cfg.history_ttl_s);
-    wk_conn_start(&srv->cmd);
-    wk_conn_start(&srv->events);
+    wk_store_start(srv->store);
     return 0;
 }
 
@@ -165,10 +156,10 @@ void wk_server_free(struct wk_server *srv)
      * and free what they own. */
     srv->stopping = true;
     srv->finishing = true;
-    if (srv->base) {
-        wk_conn_close(&srv->cmd);
-        wk_conn_close(&srv->events);
-    }
+    wk_store_free(srv->store);
+    srv->store = NULL;
+    wk_loop_free(srv->loop);
+    srv->loop = NULL;
     wk_http_close(srv);
     wk_sweep_close(srv);
     wk_events_close(srv);

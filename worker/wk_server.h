@@ -1,33 +1,37 @@
 /*
  * The worker's one context, struct wk_server: owned by main, passed to
  * every module explicitly. It holds the configuration, the libevent loop,
- * the two Redis connections, each module's small state and the metrics.
+ * the store (and through it the Redis links), each module's small state
+ * and the metrics.
  *
- * Modules, one file each:
+ * Modules, one file each; calls go down, and the store reports links up
+ * and down through hooks that wk_server.c registers:
  *   wk_server.c     life cycle: start, signals, draining, teardown
- *   wk_redis.c      connections, reconnect, scripts (wk_redis.h)
  *   wk_events.c     the consumer group on chat:events: read, claim, ack
- *   wk_presence.c   the leave script, shared by events and the gateway sweep
  *   wk_sweep.c      the periodic tick and gateway liveness
  *   wk_retention.c  history retention by age, expiry of idle rooms
  *   wk_http.c       /healthz, /readyz, /metrics
+ *   wk_store.c      every key, command and script argument, and reply
+ *                   shape; the two Redis links (wk_store.h)
+ *   wk_loop.c       common/cm_link on libevent: hiredis adapter, timers
+ *                   (wk_loop.h)
+ * The Redis link itself (connect, backoff, watchdog, script cache) is
+ * common/cm_link, shared with the gateway.
  */
 #ifndef WK_SERVER_H
 #define WK_SERVER_H
 
-#include "cm_keys.h"
 #include "cm_redis_url.h"
-#include "wk_redis.h"
+#include "wk_store.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
+struct cm_link_loop;
 struct event_base;
 struct event;
 struct evhttp;
 
-#define WK_ID_MAX 64          /* worker and gateway ids: 1-64 of [A-Za-z0-9._:-] */
-#define WK_ENTRY_ID_MAX 48    /* a stream entry id, "<ms>-<seq>" */
 #define WK_READ_COUNT 100     /* entries per XREADGROUP */
 #define WK_READ_BLOCK_MS 2000 /* how long one XREADGROUP blocks */
 #define WK_CLAIM_COUNT 100    /* entries per XAUTOCLAIM */
@@ -84,7 +88,7 @@ struct wk_sweep_state {
 
 /* Retention state (wk_retention.c). */
 struct wk_retention_state {
-    char cursor[32]; /* SCAN cursor, kept across ticks; "0" starts a new pass */
+    char cursor[32]; /* where the next SCAN step starts (the store's); "" starts a pass */
     bool scanning;   /* SCAN outstanding */
     int pending;     /* retention scripts outstanding */
 };
@@ -94,15 +98,14 @@ struct wk_server {
     struct cm_redis_url url;
     char id[WK_ID_MAX + 1]; /* this worker's consumer name */
     struct event_base *base;
-    struct wk_conn cmd;    /* scripts, acks, claims, sweeps */
-    struct wk_conn events; /* only the blocking XREADGROUP */
+    struct cm_link_loop *loop; /* base, for the Redis links (wk_loop.h) */
+    struct wk_store *store;    /* everything in Redis */
     struct event *sig_term, *sig_int;
     struct event *sweep_timer;
     struct event *drain_timer;
     struct evhttp *http; /* NULL without --listen */
     bool stopping;       /* SIGTERM/SIGINT seen: no new work */
     bool finishing;      /* drained: the loop is exiting */
-    uint64_t rng;        /* xorshift state for jitter */
     struct wk_events_state ev;
     struct wk_sweep_state sw;
     struct wk_retention_state rt;
@@ -120,15 +123,13 @@ void wk_server_free(struct wk_server *srv);
 /* Ends the loop if shutdown was asked for and nothing is in flight. Call
  * after any piece of work completes. */
 void wk_server_check_drained(struct wk_server *srv);
-/* Both Redis connections are up and the consumer group exists. */
+/* Both Redis links are up and the consumer group exists. */
 bool wk_server_ready(const struct wk_server *srv);
-/* A uniformly random value in [0, n), n > 0. */
-uint64_t wk_server_random(struct wk_server *srv, uint64_t n);
 
 /* wk_events.c */
 int wk_events_init(struct wk_server *srv);
 void wk_events_close(struct wk_server *srv);
-/* Hooks for the connections coming up or going down. */
+/* The store's links coming up or going down (wk_server.c relays its hooks). */
 void wk_events_cmd_ready(struct wk_server *srv);
 void wk_events_cmd_down(struct wk_server *srv);
 void wk_events_conn_ready(struct wk_server *srv);
@@ -140,16 +141,6 @@ void wk_events_sweep(struct wk_server *srv);
 void wk_events_stop(struct wk_server *srv);
 /* Nothing read, being applied, or being claimed. */
 bool wk_events_idle(const struct wk_server *srv);
-
-/* wk_presence.c */
-/*
- * Runs leave.lua for one membership: removes nickname from room only if mid
- * still owns it, and publishes the presence leave with reason. The reply is
- * the script's: integer 1 if removed, 0 if nothing changed. Same return
- * contract as wk_redis_command.
- */
-int wk_presence_leave(struct wk_server *srv, const char *room, const char *nickname,
-                      const char *mid, const char *reason, wk_reply_fn *fn, void *priv);
 
 /* wk_sweep.c */
 int wk_sweep_init(struct wk_server *srv);

@@ -620,6 +620,7 @@ static void link_lost(struct cm_link *l)
     bool was_ready = l->ready;
     l->ac = NULL; /* hiredis frees it */
     l->ready = false;
+    l->client_id = -1; /* that connection's; the next one asks again */
     l->setup_pending = 0;
     l->probe_sent_ms = 0;
     l->generation++;
