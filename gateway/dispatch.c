@@ -396,6 +396,7 @@ static struct gw_member *member_new(struct gw_session *s, const struct cm_frame 
     snprintf(m->join.epoch, sizeof(m->join.epoch), "%s", f->has_epoch ? f->epoch : "");
     m->join.since = f->type == CM_FRAME_JOIN ? f->since : -1;
     m->join.history = f->type == CM_FRAME_JOIN ? f->history : 0;
+    m->grace_ms = f->type == CM_FRAME_JOIN ? f->grace_ms : 0;
     m->session_next = s->members;
     s->members = m;
     s->nrooms++;

@@ -122,7 +122,10 @@ struct gw_member {
     unsigned generation;  /* room subscription generation the join was sent in */
     struct gw_pvec held;  /* frames that arrived while not yet JOINED */
     struct gw_deferred *deferred;
-    const char *detach_reason; /* why it was detached while its join was in flight */
+    const char *detach_reason; /* why it was detached while its join was in flight, or why it lingers */
+    int grace_ms;              /* the join's grace_ms: how long it outlives its connection */
+    int64_t linger_due_ms;     /* lingering: when its leave is emitted (monotonic ms) */
+    struct gw_member *linger_next; /* lingering: next on srv->lingering */
     /* The join frame's parameters, until the script is sent. */
     struct {
         char id[CM_ID_MAX + 1];
@@ -271,6 +274,8 @@ struct gw_server {
     struct gw_session *ka_live;   /* keepalive: not pinged since they spoke, oldest first */
     struct gw_session *ka_pinged; /* pinged and silent since, oldest first */
     uv_timer_t ka_timer;
+    struct gw_member *lingering; /* memberships whose connection closed, within their grace */
+    uv_timer_t linger_timer;
     uv_signal_t sigterm, sigint;
     struct cm_limits limits;
     struct gw_metrics m;
@@ -403,6 +408,19 @@ void gw_redis_emit(struct gw_server *srv, const char *type, const struct gw_memb
  * that the registry does not name. */
 void gw_redis_registry_add(struct gw_server *srv, const struct gw_member *m);
 void gw_redis_registry_del(struct gw_server *srv, const char *mid);
+
+/* linger.c: a membership whose join asked for grace_ms outlives a closed
+ * connection by that long, so a client back within it (a page reload)
+ * takes its nickname over silently and nobody sees it leave and rejoin. */
+void gw_linger_start(struct gw_server *srv);
+/* Emits every lingering leave now and closes the timer. */
+void gw_linger_stop(struct gw_server *srv);
+/* Emits every lingering leave now (the end of a drain). */
+void gw_linger_flush(struct gw_server *srv);
+/* Takes over m (already out of its room and session) if its leave may wait:
+ * a grace was asked, the reason is the connection's end, the gateway is not
+ * stopping. Returns false when the caller must emit the leave itself. */
+bool gw_linger_add(struct gw_server *srv, struct gw_member *m, const char *reason);
 
 /* reassert.c: re-registers every live membership under a new mid. */
 void gw_reassert_all(struct gw_server *srv);

@@ -236,6 +236,8 @@ void gw_member_leave(struct gw_member *m, const char *reason)
         break;
     case GW_MEMBER_JOINED:
     case GW_MEMBER_RESYNC:
+        if (gw_linger_add(srv, m, reason))
+            break;
         gw_redis_emit(srv, "leave", m, reason);
         gw_member_free(m);
         break;
