@@ -173,14 +173,6 @@ haproxy_cfg >"$state/haproxy.cfg"
 start_haproxy
 wait_http "http://127.0.0.1:$haproxy_port/healthz" "haproxy" "$hp_pid"
 
-echo
-echo "chat cluster is up: Redis on 127.0.0.1:$redis_port, $workers worker(s), $gateways gateway(s) behind haproxy"
-echo "  web chat:  http://127.0.0.1:$haproxy_port/"
-echo "  gateways:  $(for i in $(seq "$gateways"); do printf '127.0.0.1:%s ' "$(gw_port "$i")"; done)"
-echo "  haproxy:   $state/haproxy.cfg, runtime API on $state/haproxy.sock"
-echo "  logs:      $state/"
-echo "  failover:  kill -9 a gateway (pids in $state/pids); the page moves to another, and this script restarts it"
-echo "Ctrl-C stops everything."
 
 # ---- supervision: restart what dies, with backoff, and say so ----
 
@@ -230,15 +222,29 @@ t0=$(now_s)
 for p in $(all_pids); do started_at[$p]=$t0; done
 write_pids
 
+echo
+echo "chat cluster is up: Redis on 127.0.0.1:$redis_port, $workers worker(s), $gateways gateway(s) behind haproxy"
+echo "  web chat:  http://127.0.0.1:$haproxy_port/"
+echo "  gateways:  $(for i in $(seq "$gateways"); do printf '127.0.0.1:%s ' "$(gw_port "$i")"; done)"
+echo "  haproxy:   $state/haproxy.cfg, runtime API on $state/haproxy.sock"
+echo "  logs:      $state/"
+echo "  failover:  kill -9 a gateway (pids in $state/pids); the page moves to another, and this script restarts it"
+echo "Ctrl-C stops everything."
+
 # Backoff: 0.5 s, 1, 2, 4, 8, at most 10 s between restarts of one process;
 # one that then stays up for 30 s is forgiven its earlier failures.
 set +e
 while :; do
   dead=""
-  read -ra pids <<<"$(all_pids)"
+  # No command substitution here: while all is well the script has no
+  # child but the cluster's processes.
+  pids=("$redis_pid" "$hp_pid" "${wk_pids[@]}" "${gw_pids[@]}")
   wait -n -p dead "${pids[@]}"
   status=$?
-  [ -n "$dead" ] || continue
+  if [ -z "$dead" ]; then
+    sleep 0.5 # nothing to wait for (cannot happen while all run): no busy loop
+    continue
+  fi
   IFS='|' read -r name cmd <<<"$(name_of "$dead")"
   [ -n "$name" ] || continue
   key=${name// /_}
