@@ -151,6 +151,9 @@ export class ChatClient extends Emitter {
     if (!isValidRoom(room)) return Promise.reject(new ChatError('invalid_room', `invalid room ${room}`));
     if (!isValidNickname(nickname)) return Promise.reject(new ChatError('invalid_nickname', 'invalid nickname'));
     const existing = this.rooms.get(room);
+    if (existing && existing.nickname !== nickname && (existing.joined || existing.joinWaiter)) {
+      return Promise.reject(new ChatError('bad_request', `already in ${room} as ${existing.nickname}; leave it first`));
+    }
     if (existing && existing.nickname === nickname && (existing.joined || existing.joinWaiter)) {
       return existing.joinWaiter ? existing.joinWaiter.promise : Promise.resolve(existing.info);
     }
