@@ -58,8 +58,13 @@ function onTabsKey(ev) {
 // A saved session (this window's before a reload, or the browser's before
 // a restart) comes back: every room rejoined from where it was left.
 async function restore() {
-  if (!(await claimSession())) return;
+  // data-session says what happened (and tells tests when it has).
+  if (!(await claimSession())) {
+    ui.app.dataset.session = 'second-window';
+    return;
+  }
   const saved = savedSession();
+  ui.app.dataset.session = saved && saved.rooms.length ? 'restored' : 'new';
   if (!saved) return;
   for (const r of saved.rooms) {
     if (r && typeof r.room === 'string' && typeof r.nickname === 'string' && !state.rooms.has(r.room)) {

@@ -84,17 +84,20 @@ test('reload (F5): the rooms come back, what was missed below a divider, and nob
     await obs.say('reload', 'before the reload');
     await rita.waitTexts('reload', ['before the reload']);
 
-    // Hold the reloaded page's script until the missed messages are sent,
-    // so they are missed for certain (the old page's socket is gone by
-    // then: the new document has committed).
-    let release;
-    const gate = new Promise((r) => { release = r; });
-    await rita.page.route('**/app.js', async (route) => { await gate; await route.continue(); });
-    await rita.page.reload({ waitUntil: 'commit', timeout: 10000 });
+    // F5: the same rooms, the same room on screen, and no flap (below).
+    await rita.page.reload({ timeout: 10000 });
+    await rita.waitConnected();
+    await rita.waitJoined('reload');
+    await rita.waitJoined('other');
+    assert.equal(await rita.page.getAttribute('#app', 'data-session'), 'restored');
+    assert.deepEqual(await rita.waitTexts('reload', ['before the reload']), ['before the reload']);
+
+    // Away for a moment (the page unloaded, its socket closed), messages
+    // sent meanwhile, back: they are recovered below the divider.
+    await rita.page.goto('about:blank');
     const missed = ['while reloading 1', 'while reloading 2', 'while reloading 3'];
     for (const m of missed) await obs.say('reload', m);
-    release();
-    await rita.page.unroute('**/app.js');
+    await rita.page.goto(gw.http, { timeout: 10000 });
     await rita.waitConnected();
     await rita.waitJoined('reload');
     await rita.waitJoined('other');
@@ -145,7 +148,8 @@ test('a second window does not take the first one\'s rooms over', { timeout: 300
   const one = await open(gw.http);
   await one.join('twowin', 'una');
   const two = await open(gw.http);
-  await sleep(2000); // longer than the wait for the saved session's lock
+  await two.page.waitForSelector('#app[data-session]', { state: 'attached', timeout: 5000 });
+  assert.equal(await two.page.getAttribute('#app', 'data-session'), 'second-window');
   assert.equal(await two.page.locator('.tab').count(), 0, 'the second window starts empty');
   assert.equal(await one.page.getAttribute('.room-view[data-room="twowin"]', 'data-joined'), 'true');
 });
