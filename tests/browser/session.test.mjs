@@ -203,6 +203,7 @@ test('takeover from a second tab: the first says it left, and still shows the ro
     assert.deepEqual(await first.members('takeover'), ['bob', 'sam'], 'sam is still a member, elsewhere');
     assert.match(await first.page.textContent('.member[data-nick="sam"] .you'), /elsewhere/);
     assert.match(await second.page.textContent('#room-sub'), /2 members online/);
+    await first.screenshot(path.join(outDir, 'takeover.png'));
   });
 
 test('an 80-message paste burst: all sent, in order, once, paced by welcome.limits, the user told',
