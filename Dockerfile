@@ -25,6 +25,7 @@ COPY common common
 COPY gateway gateway
 COPY worker worker
 COPY web web
+COPY clients/js/src clients/js/src
 COPY tools tools
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DCHAT_TESTS=OFF -DCHAT_WERROR=ON \
        -DCMAKE_INSTALL_PREFIX=/usr/local \

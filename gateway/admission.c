@@ -3,7 +3,8 @@
  * answered with a plain HTTP status when refused. In order: the gateway's
  * own state (draining, at --max-connections: 503), the Origin (cross-site
  * WebSocket hijacking: 403), the peer address (--max-conns-per-ip: 429) and
- * the token (--auth-secret: 401).
+ * the token (--auth-secret: 401). WebSockets are answered at /ws and at
+ * /chatservice, the classic chat page's own path.
  */
 #include "gw_server.h"
 
@@ -39,7 +40,8 @@ static bool origin_listed(const char *list, const char *origin)
     return false;
 }
 
-static bool origin_allowed(struct gw_server *srv, struct lws *wsi)
+/* classic: the upgrade is at /chatservice, the classic page's path. */
+static bool origin_allowed(struct gw_server *srv, struct lws *wsi, bool classic)
 {
     char origin[256], host[256];
     if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
@@ -47,6 +49,13 @@ static bool origin_allowed(struct gw_server *srv, struct lws *wsi)
     if (srv->cfg.allowed_origins)
         return strcmp(srv->cfg.allowed_origins, "*") == 0 ||
                origin_listed(srv->cfg.allowed_origins, origin);
+    /* The classic page is opened as a local file, whose Origin is "null".
+     * No credential is ambient here (tokens travel in the URL or a header,
+     * never in cookies), so letting it in grants nothing that a script
+     * outside a browser could not do; docs/SECURITY.md has the reasoning
+     * and the one case it does not cover. */
+    if (classic && strcmp(origin, "null") == 0)
+        return true;
     /* Default: the page must come from this very host (scheme://Host). */
     const char *sep = strstr(origin, "://");
     if (!sep || lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST) <= 0)
@@ -106,7 +115,7 @@ void gw_ip_release(struct gw_server *srv, const char *addr)
 }
 
 /* Returns 0 to admit, or the HTTP status to refuse with. */
-static int admit(struct gw_server *srv, struct lws *wsi)
+static int admit(struct gw_server *srv, struct lws *wsi, bool classic)
 {
     char addr[64];
     struct cm_jwt_claims claims;
@@ -116,7 +125,7 @@ static int admit(struct gw_server *srv, struct lws *wsi)
         srv->m.refused[GW_REFUSED_MAX_CONNECTIONS]++;
         return HTTP_STATUS_SERVICE_UNAVAILABLE;
     }
-    if (!origin_allowed(srv, wsi)) {
+    if (!origin_allowed(srv, wsi, classic)) {
         srv->m.refused[GW_REFUSED_ORIGIN]++;
         return HTTP_STATUS_FORBIDDEN;
     }
@@ -137,11 +146,12 @@ static int admit(struct gw_server *srv, struct lws *wsi)
 int gw_admission_filter(struct gw_server *srv, struct lws *wsi)
 {
     char uri[64];
-    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 || strcmp(uri, "/ws") != 0) {
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 ||
+        (strcmp(uri, "/ws") != 0 && strcmp(uri, "/chatservice") != 0)) {
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
         return -1;
     }
-    int status = admit(srv, wsi);
+    int status = admit(srv, wsi, strcmp(uri, "/chatservice") == 0);
     if (status == 0)
         return 0;
     lws_return_http_status(wsi, (unsigned int)status, NULL);

@@ -121,6 +121,8 @@ struct gw_server {
     struct gw_session *ka_live;   /* keepalive: not pinged since they spoke, oldest first */
     struct gw_session *ka_pinged; /* pinged and silent since, oldest first */
     uv_timer_t ka_timer;
+    struct gw_member *lingering; /* memberships whose connection closed, within their grace */
+    void *linger_timer;          /* a link_loop timer, made on first use */
     uv_signal_t sigterm, sigint;
     struct cm_limits limits;
     struct gw_metrics m;

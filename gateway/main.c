@@ -54,7 +54,9 @@ static const struct cm_option options[] = {
      "connections from one peer address (0: off; behind a TCP balancer limit there)", 0, BIG,
      NULL},
     {"allowed-origins", CM_OPT_STR, OPT(allowed_origins), NULL, "LIST",
-     "browser origins allowed to connect, comma-separated, or * (default: same host only)", 0, 0,
+     "browser origins allowed to connect, comma-separated (null: file pages), or * (default: same "
+     "host, and null at /chatservice)",
+     0, 0,
      NULL},
     {"auth-secret", CM_OPT_STR, OPT(auth_secret), NULL, "SECRET",
      "require an HS256 JWT signed with this secret on every WebSocket", 0, 0, NULL},
@@ -101,6 +103,7 @@ static void finish(struct gw_server *srv)
     gw_ws_stop(srv);
     gw_writer_stop(srv);
     gw_keepalive_stop(srv);
+    gw_members_linger_stop(srv);
     gw_store_free(srv->store);
     srv->store = NULL;
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
@@ -149,8 +152,11 @@ static void on_drain_tick(uv_timer_t *t)
     uv_timer_stop(t);
     if (timed_out && srv->nsessions > 0)
         CM_WARN("drain: %zu sessions still open after %lld ms", srv->nsessions, srv->cfg.drain_ms);
-    /* Leaves were queued as sessions closed; a PING answered means Redis
-     * has every one of them. Without Redis, there is nothing to wait for. */
+    /* Leaves were queued as sessions closed (those within a grace now:
+     * their clients have had the drain to come back elsewhere); a PING
+     * answered means Redis has every one of them. Without Redis, there is
+     * nothing to wait for. */
+    gw_members_linger_flush(srv);
     if (gw_store_unregister(srv->store, on_flushed, srv) != 0)
         finish(srv);
 }

@@ -12,9 +12,12 @@
  * by being replaced (another session took the nickname). One that leaves
  * while its join is in flight is detached and owned by that request, whose
  * reply finishes it: the join may have run, so its effect is undone
- * through the worker. After Redis lost the gateway's state (a restart, or
- * a worker declared the gateway dead), every live membership is
- * re-asserted under a new mid.
+ * through the worker. One whose join asked for grace_ms outlives a closed
+ * connection by that long (it lingers), so that a client back within it (a
+ * reloaded page) takes its nickname over and nobody sees it leave and
+ * rejoin. After Redis lost the gateway's state (a restart, or a worker
+ * declared the gateway dead), every live membership is re-asserted under a
+ * new mid.
  */
 #include "gw_server.h"
 
@@ -274,6 +277,7 @@ struct gw_member *gw_member_join(struct gw_session *s, const struct cm_frame *f)
     snprintf(m->join.epoch, sizeof(m->join.epoch), "%s", f->has_epoch ? f->epoch : "");
     m->join.since = f->type == CM_FRAME_JOIN ? f->since : -1;
     m->join.history = f->type == CM_FRAME_JOIN ? f->history : 0;
+    m->grace_ms = f->type == CM_FRAME_JOIN ? f->grace_ms : 0;
     session_link(s, m);
     gw_room_add_member(s->srv, f->room, m);
     /* Looked up again: a join that failed at once has already been dropped. */
@@ -311,6 +315,85 @@ void gw_member_go_live(struct gw_member *m)
     }
 }
 
+/* ---- grace after a connection ends ----
+ * When a connection that joined with grace_ms closes, drops or times out,
+ * the membership's leave event is held back that long instead of being
+ * emitted at once. The member stays in Redis meanwhile, so a client that
+ * comes back within the grace and joins with the same nickname takes it
+ * over like any takeover: no presence frame at all. The held leave names
+ * the old mid, so after a takeover the worker's compare-and-delete changes
+ * nothing; otherwise the member leaves with the connection's reason, late
+ * by the grace. A `leave` frame and a takeover never linger; if the gateway
+ * dies, its registry still names the membership and the sweep removes it. */
+
+static void on_linger_timer(void *arg);
+
+/* Emits the leaves that are due (every one with force) and arms the timer
+ * for the next. The list is short: only connections that ended within the
+ * last grace_ms are on it. */
+static void linger_run(struct gw_server *srv, bool force)
+{
+    int64_t now = cm_mono_ms(), next = 0;
+    for (struct gw_member **pp = &srv->lingering; *pp;) {
+        struct gw_member *m = *pp;
+        if (force || m->linger_due_ms <= now) {
+            *pp = m->linger_next;
+            emit(srv, "leave", m, m->detach_reason);
+            gw_member_free(m);
+            continue;
+        }
+        if (!next || m->linger_due_ms < next)
+            next = m->linger_due_ms;
+        pp = &m->linger_next;
+    }
+    if (!srv->linger_timer)
+        return;
+    if (next)
+        srv->link_loop.timer_start(srv->linger_timer, next - now);
+    else
+        srv->link_loop.timer_stop(srv->linger_timer);
+}
+
+static void on_linger_timer(void *arg)
+{
+    linger_run(arg, false);
+}
+
+/* Takes over m (out of its room and session) if its leave may wait: a
+ * grace was asked, the reason is the connection's end, the gateway is not
+ * stopping. Returns false when the caller must emit the leave itself. */
+static bool linger(struct gw_member *m, const char *reason)
+{
+    struct gw_server *srv = m->srv;
+    if (m->grace_ms <= 0 || srv->stopping)
+        return false;
+    if (strcmp(reason, "closed") != 0 && strcmp(reason, "faulted") != 0 &&
+        strcmp(reason, "timeout") != 0)
+        return false; /* left or replaced: the member is gone now */
+    if (!srv->linger_timer)
+        srv->linger_timer = srv->link_loop.timer_new(srv->link_loop.ctx, on_linger_timer, srv);
+    m->session = NULL;
+    m->detach_reason = reason; /* a string literal */
+    m->linger_due_ms = cm_mono_ms() + m->grace_ms;
+    m->linger_next = srv->lingering;
+    srv->lingering = m;
+    linger_run(srv, false);
+    return true;
+}
+
+void gw_members_linger_flush(struct gw_server *srv)
+{
+    linger_run(srv, true);
+}
+
+void gw_members_linger_stop(struct gw_server *srv)
+{
+    linger_run(srv, true);
+    if (srv->linger_timer)
+        srv->link_loop.timer_free(srv->linger_timer);
+    srv->linger_timer = NULL;
+}
+
 /* ---- leaving ---- */
 
 void gw_member_free(struct gw_member *m)
@@ -337,6 +420,8 @@ void gw_member_leave(struct gw_member *m, const char *reason)
         break;
     case GW_MEMBER_JOINED:
     case GW_MEMBER_RESYNC:
+        if (linger(m, reason))
+            break;
         emit(m->srv, "leave", m, reason);
         gw_member_free(m);
         break;

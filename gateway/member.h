@@ -41,7 +41,10 @@ struct gw_member {
     unsigned generation;  /* room subscription generation the join was sent in */
     struct gw_pvec held;  /* frames that arrived while not yet JOINED */
     struct gw_deferred *deferred;
-    const char *detach_reason; /* why it was detached while its join was in flight */
+    const char *detach_reason; /* why it was detached while its join was in flight, or why it lingers */
+    int grace_ms;              /* the join's grace_ms: how long it outlives its connection */
+    int64_t linger_due_ms;     /* lingering: when its leave is emitted (monotonic ms) */
+    struct gw_member *linger_next; /* lingering: next on srv->lingering */
     /* The join frame's parameters, until the script is sent. */
     struct {
         char id[CM_ID_MAX + 1];
@@ -80,5 +83,9 @@ void gw_member_free(struct gw_member *m);
 void gw_member_control(struct gw_server *srv, const char *data, size_t len);
 /* Redis lost this gateway's memberships: write each again, under a new mid. */
 void gw_members_reassert(struct gw_server *srv);
+/* Emits the leave of every membership within its grace now (the end of a
+ * drain, and at stop, which also frees the grace timer). */
+void gw_members_linger_flush(struct gw_server *srv);
+void gw_members_linger_stop(struct gw_server *srv);
 
 #endif

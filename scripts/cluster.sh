@@ -2,7 +2,9 @@
 # Starts a local chat cluster on loopback, without Docker: Redis, workers,
 # gateways and haproxy in front of them (from this checkout and Debian's
 # packages, installing and building what is missing), and prints the URL of
-# the web chat. Ctrl-C stops everything, gateways first so that they drain.
+# the web chat. A process that dies (try `kill -9` on a gateway to watch a
+# failover) is restarted with backoff, and the terminal says so. Only
+# Ctrl-C stops everything, gateways first so that they drain.
 #
 #   scripts/cluster.sh [--gateways N] [--workers N] [--base-port P]
 #                      [--bin-dir DIR] [--state-dir DIR] [--print-haproxy-cfg]
@@ -12,6 +14,7 @@
 # uses the binaries in DIR and skips installing and building. Logs, the
 # haproxy configuration and Redis data go to the state dir (.cluster/).
 # --print-haproxy-cfg prints the haproxy configuration and exits.
+# The PIDs of the running processes are in the state dir's pids file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +27,7 @@ while (($#)); do
     --bin-dir) bin=$2; shift 2 ;;
     --state-dir) state=$2; shift 2 ;;
     --print-haproxy-cfg) print_cfg=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -128,25 +131,37 @@ wait_http() { # url name pid
   exit 1
 }
 
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state" --appendonly yes \
-  --save '' >"$state/redis.log" 2>&1 &
-redis_pid=$!
+# One function per kind of process, so that the supervisor below can start
+# it again the same way. Each sets the process's PID in its slot.
+start_redis() {
+  redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state" --appendonly yes \
+    --save '' >>"$state/redis.log" 2>&1 &
+  redis_pid=$!
+}
+start_worker() { # i
+  "$bin/chat-worker" --redis "$redis_url" --id "w$1" --listen "127.0.0.1:$(wk_port "$1")" \
+    2>>"$state/worker$1.log" &
+  wk_pids[$1 - 1]=$!
+}
+start_gateway() { # i
+  "$bin/chat-gateway" --listen "127.0.0.1:$(gw_port "$1")" --redis "$redis_url" --id "gw$1" \
+    --web-root "$PWD/web" --drain-grace-ms 2000 2>>"$state/gateway$1.log" &
+  gw_pids[$1 - 1]=$!
+}
+start_haproxy() {
+  haproxy -W -db -f "$state/haproxy.cfg" >>"$state/haproxy.log" 2>&1 &
+  hp_pid=$!
+}
+
+start_redis
 for _ in $(seq 100); do
   redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
   kill -0 "$redis_pid" 2>/dev/null || { echo "redis-server exited; see $state/redis.log" >&2; exit 1; }
   sleep 0.1
 done
 
-for i in $(seq "$workers"); do
-  "$bin/chat-worker" --redis "$redis_url" --id "w$i" --listen "127.0.0.1:$(wk_port "$i")" \
-    2>"$state/worker$i.log" &
-  wk_pids+=($!)
-done
-for i in $(seq "$gateways"); do
-  "$bin/chat-gateway" --listen "127.0.0.1:$(gw_port "$i")" --redis "$redis_url" --id "gw$i" \
-    --web-root "$PWD/web" --drain-grace-ms 2000 2>"$state/gateway$i.log" &
-  gw_pids+=($!)
-done
+for i in $(seq "$workers"); do start_worker "$i"; done
+for i in $(seq "$gateways"); do start_gateway "$i"; done
 for i in $(seq "$workers"); do
   wait_http "http://127.0.0.1:$(wk_port "$i")/readyz" "worker w$i" "${wk_pids[$((i - 1))]}"
 done
@@ -155,9 +170,57 @@ for i in $(seq "$gateways"); do
 done
 
 haproxy_cfg >"$state/haproxy.cfg"
-haproxy -W -db -f "$state/haproxy.cfg" >"$state/haproxy.log" 2>&1 &
-hp_pid=$!
+start_haproxy
 wait_http "http://127.0.0.1:$haproxy_port/healthz" "haproxy" "$hp_pid"
+
+
+# ---- supervision: restart what dies, with backoff, and say so ----
+
+declare -A started_at=() failures=()
+now_s() { date +%s; }
+write_pids() {
+  {
+    echo "redis $redis_pid"
+    echo "haproxy $hp_pid"
+    for i in $(seq "$workers"); do echo "worker w$i ${wk_pids[$((i - 1))]}"; done
+    for i in $(seq "$gateways"); do echo "gateway gw$i ${gw_pids[$((i - 1))]}"; done
+  } >"$state/pids"
+}
+# The name ("gateway gw2") and start command ("start_gateway 2") of a PID.
+name_of() {
+  local pid=$1 i
+  [ "$pid" = "$redis_pid" ] && { echo "redis|start_redis"; return; }
+  [ "$pid" = "$hp_pid" ] && { echo "haproxy|start_haproxy"; return; }
+  for i in $(seq "$workers"); do
+    [ "$pid" = "${wk_pids[$((i - 1))]}" ] && { echo "worker w$i|start_worker $i"; return; }
+  done
+  for i in $(seq "$gateways"); do
+    [ "$pid" = "${gw_pids[$((i - 1))]}" ] && { echo "gateway gw$i|start_gateway $i"; return; }
+  done
+}
+all_pids() { echo "$redis_pid" "$hp_pid" "${wk_pids[@]}" "${gw_pids[@]}"; }
+pid_started_by() { # "start_gateway 2" -> that gateway's PID now
+  # shellcheck disable=SC2086 # split into the function and its argument
+  set -- $1
+  case $1 in
+    start_redis) echo "$redis_pid" ;;
+    start_haproxy) echo "$hp_pid" ;;
+    start_worker) echo "${wk_pids[$2 - 1]}" ;;
+    start_gateway) echo "${gw_pids[$2 - 1]}" ;;
+  esac
+}
+ready_url() { # "start_gateway 2" -> its /readyz, if it has one
+  # shellcheck disable=SC2086
+  set -- $1
+  case $1 in
+    start_worker) echo "http://127.0.0.1:$(wk_port "$2")/readyz" ;;
+    start_gateway) echo "http://127.0.0.1:$(gw_port "$2")/readyz" ;;
+    start_haproxy) echo "http://127.0.0.1:$haproxy_port/healthz" ;;
+  esac
+}
+t0=$(now_s)
+for p in $(all_pids); do started_at[$p]=$t0; done
+write_pids
 
 echo
 echo "chat cluster is up: Redis on 127.0.0.1:$redis_port, $workers worker(s), $gateways gateway(s) behind haproxy"
@@ -165,10 +228,51 @@ echo "  web chat:  http://127.0.0.1:$haproxy_port/"
 echo "  gateways:  $(for i in $(seq "$gateways"); do printf '127.0.0.1:%s ' "$(gw_port "$i")"; done)"
 echo "  haproxy:   $state/haproxy.cfg, runtime API on $state/haproxy.sock"
 echo "  logs:      $state/"
+echo "  failover:  kill -9 a gateway (pids in $state/pids); the page moves to another, and this script restarts it"
 echo "Ctrl-C stops everything."
 
-# Wait until one of them exits by itself (then stop the rest) or a signal.
+# Backoff: 0.5 s, 1, 2, 4, 8, at most 10 s between restarts of one process;
+# one that then stays up for 30 s is forgiven its earlier failures.
 set +e
-wait -n "${gw_pids[@]}" "${wk_pids[@]}" "$hp_pid" "$redis_pid"
-echo "a cluster process exited on its own (status $?); see $state/" >&2
-exit 1
+while :; do
+  dead=""
+  # No command substitution here: while all is well the script has no
+  # child but the cluster's processes.
+  pids=("$redis_pid" "$hp_pid" "${wk_pids[@]}" "${gw_pids[@]}")
+  wait -n -p dead "${pids[@]}"
+  status=$?
+  if [ -z "$dead" ]; then
+    sleep 0.5 # nothing to wait for (cannot happen while all run): no busy loop
+    continue
+  fi
+  IFS='|' read -r name cmd <<<"$(name_of "$dead")"
+  [ -n "$name" ] || continue
+  key=${name// /_}
+  lived=$(($(now_s) - ${started_at[$dead]:-0}))
+  ((lived >= 30)) && failures[$key]=0
+  n=${failures[$key]:-0}
+  failures[$key]=$((n + 1))
+  delay_ms=$((500 * (1 << (n < 5 ? n : 5))))
+  ((delay_ms > 10000)) && delay_ms=10000
+  why="status $status"
+  ((status > 128)) && why="killed by signal $((status - 128))"
+  delay=$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))
+  echo "$(date +%T) $name (pid $dead) exited ($why); restarting in ${delay} s (restart $((n + 1)))"
+  sleep "$delay"
+  $cmd # unquoted: "start_gateway 2" is the function and its argument
+  new=$(pid_started_by "$cmd")
+  started_at[$new]=$(now_s)
+  write_pids
+  url=$(ready_url "$cmd")
+  ready=""
+  for _ in $(seq 100); do
+    if [ -z "$url" ] || curl -fs -o /dev/null "$url"; then ready=1; break; fi
+    kill -0 "$new" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -n "$ready" ]; then
+    echo "$(date +%T) $name is back (pid $new)"
+  else
+    echo "$(date +%T) $name (pid $new) is not ready; see $state/"
+  fi
+done

@@ -1,12 +1,10 @@
-// Pure helpers for the chat.v1 protocol (docs/PROTOCOL.md): no DOM and no
-// shared state, so every rule about names, retries and wording lives in one
-// place and app.js only has to deal with the page.
+// The page's words and formats for the chat.v1 protocol (docs/PROTOCOL.md):
+// no DOM and no shared state. The protocol's rules themselves (names,
+// sizes, retries, pacing) live in the client library (chat-client/).
 
-export const SUBPROTOCOL = 'chat.v1';
+import { DEFAULT_LIMITS, isValidRoom } from './chat-client/index.js';
+
 export const HISTORY_PAGE = 50;
-export const DEFAULT_LIMITS = { message_bytes: 4096, frame_bytes: 65536, rate_per_sec: 0, rooms: 0 };
-
-const ROOM_RE = /^[A-Za-z0-9._:-]{1,64}$/;
 // C0, DEL and C1 control characters are not allowed in nicknames.
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
 
@@ -21,7 +19,7 @@ export function socketUrl(loc) {
 // round trip; the server still has the last word.
 export function roomProblem(room) {
   if (!room) return 'Enter a room name.';
-  if (!ROOM_RE.test(room)) return 'Room names use letters, digits and . _ : - (at most 64).';
+  if (!isValidRoom(room)) return 'Room names use letters, digits and . _ : - (at most 64).';
   return null;
 }
 
@@ -33,27 +31,6 @@ export function nicknameProblem(nick) {
   return null;
 }
 
-export function utf8Length(text) {
-  return new TextEncoder().encode(text).length;
-}
-
-// Exponential backoff with "equal jitter": half of each step is fixed and half
-// random. When a gateway dies, all of its clients lose their connection at
-// the same instant; the random half spreads them out so they do not stampede
-// the surviving gateways together, and the fixed half keeps anyone from
-// retrying in a tight loop.
-export function backoffDelay(attempt, { baseMs = 500, capMs = 15000, random = Math.random } = {}) {
-  const step = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 20));
-  return Math.round(step / 2 + random() * (step / 2));
-}
-
-// A draining gateway names a delay (`reconnect.after_ms`); we wait at least
-// that long and add jitter for the same reason as above.
-export function hintedDelay(afterMs, random = Math.random) {
-  const base = Math.max(0, Number(afterMs) || 0);
-  return Math.round(base + random() * Math.min(2000, base / 2 + 250));
-}
-
 const ERROR_TEXT = {
   bad_json: 'The server could not read what this page sent.',
   bad_request: 'The server rejected a malformed request.',
@@ -62,6 +39,10 @@ const ERROR_TEXT = {
   invalid_nickname: 'That nickname is not valid: 1–32 characters, no control characters, no leading or trailing spaces.',
   not_joined: 'You are not in that room (any more). Join it again to continue.',
   rate_limited: 'You are sending messages too fast. Wait a moment and try again.',
+  not_delivered: 'The connection dropped before your message was delivered.',
+  in_doubt: 'The connection dropped; your message may not have been delivered.',
+  queue_full: 'Too many messages are waiting to be sent. Wait a moment.',
+  disconnected: 'The connection dropped. Try again once it is back.',
   forbidden: 'You are not allowed to join that room.',
   unauthorized: 'You are not signed in, or your sign-in has expired.',
   unavailable: 'The chat service is temporarily unavailable, so your message was not sent. Try again shortly.',

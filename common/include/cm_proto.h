@@ -20,6 +20,8 @@
 #define CM_EPOCH_MAX 64         /* bytes */
 #define CM_HISTORY_DEFAULT 50
 #define CM_HISTORY_LIMIT 500
+/* join's grace_ms: how long a membership outlives its connection, at most. */
+#define CM_GRACE_MAX_MS 10000
 #define CM_MESSAGE_BYTES_DEFAULT 4096
 #define CM_SEQ_MAX 9007199254740991LL /* 2^53 - 1: exact in every JSON reader */
 
@@ -66,6 +68,7 @@ struct cm_frame {
     int64_t before;               /* history: exclusive upper seq, or -1 when absent */
     int history;                  /* join: recent messages wanted, 0..500, default 50 */
     int limit;                    /* history: 1..500, default 50 */
+    int grace_ms;                 /* join: 0..CM_GRACE_MAX_MS, default 0 */
     bool has_id;
     bool has_epoch;
 };

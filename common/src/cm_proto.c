@@ -344,10 +344,11 @@ enum {
     F_HISTORY = 1 << 5,
     F_BEFORE = 1 << 6,
     F_LIMIT = 1 << 7,
+    F_GRACE = 1 << 8,
 };
 
 static const unsigned frame_fields[] = {
-    [CM_FRAME_JOIN] = F_ROOM | F_NICKNAME | F_SINCE | F_EPOCH | F_HISTORY,
+    [CM_FRAME_JOIN] = F_ROOM | F_NICKNAME | F_SINCE | F_EPOCH | F_HISTORY | F_GRACE,
     [CM_FRAME_MESSAGE] = F_ROOM | F_MESSAGE,
     [CM_FRAME_LEAVE] = F_ROOM,
     [CM_FRAME_HISTORY] = F_ROOM | F_BEFORE | F_LIMIT,
@@ -418,7 +419,7 @@ static int decode_message(const cJSON *root, size_t message_max, struct cm_frame
     return 0;
 }
 
-/* since, epoch and history of a join; before and limit of a history. */
+/* since, epoch, history and grace_ms of a join; before and limit of a history. */
 static int decode_options(const cJSON *root, unsigned fields, struct cm_frame *out,
                           struct cm_decode_error *err)
 {
@@ -442,6 +443,9 @@ static int decode_options(const cJSON *root, unsigned fields, struct cm_frame *o
         return fail(err, CM_ERR_BAD_REQUEST, "before must be a whole number of at least 0");
     if ((fields & F_LIMIT) && get_small_int(root, "limit", 1, CM_HISTORY_LIMIT, &out->limit) != 0)
         return fail(err, CM_ERR_BAD_REQUEST, "limit must be a whole number from 1 to 500");
+    if ((fields & F_GRACE) &&
+        get_small_int(root, "grace_ms", 0, CM_GRACE_MAX_MS, &out->grace_ms) != 0)
+        return fail(err, CM_ERR_BAD_REQUEST, "grace_ms must be a whole number from 0 to 10000");
     return 0;
 }
 

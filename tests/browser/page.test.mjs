@@ -70,8 +70,17 @@ test('server errors are shown in words and the draft comes back', { timeout: 300
   t.after(closePages);
   const a = await open(gws[0].http);
   await a.join('errors', 'alice');
+  // rate_limited is no longer an error the person has to act on (issue 15):
+  // the message goes back into the queue and out as the limit allows, and
+  // the page says so. The other codes still bring the draft back.
+  fake.failNextMessage('rate_limited');
+  await a.send('try rate_limited');
+  const told = await until(() => a.alertText(), { what: 'a word about sending too fast' });
+  assert.match(told, /too fast/i, 'rate_limited is explained');
+  assert.doesNotMatch(told, /_/, 'no raw error code');
+  await a.waitTexts('errors', ['try rate_limited']);
+  assert.equal(await a.page.inputValue('#input'), '', 'nothing to type again: it was sent');
   const cases = [
-    ['rate_limited', /too fast/i],
     ['too_large', /too long/i],
     ['unavailable', /temporarily unavailable/i],
   ];
@@ -84,7 +93,7 @@ test('server errors are shown in words and the draft comes back', { timeout: 300
     assert.equal(await a.page.inputValue('#input'), `try ${code}`, 'the draft is back in the box');
     await a.page.fill('#input', '');
   }
-  assert.deepEqual(await a.texts('errors'), [], 'nothing was rendered for refused messages');
+  assert.deepEqual(await a.texts('errors'), ['try rate_limited'], 'nothing was rendered for refused messages');
   // Over the limit from `welcome`: explained before anything is sent.
   await a.send('x'.repeat(5000));
   assert.match(await until(() => a.alertText()), /too long.*4096/i);

@@ -2,7 +2,9 @@
 // Docker: it starts Redis, two workers, three gateways and haproxy on
 // loopback, prints haproxy's URL, two people chat through it (landing on
 // different gateways), and SIGINT (Ctrl-C) stops everything — gateways by
-// draining — leaving no process and no listening port behind.
+// draining — leaving no process and no listening port behind. A gateway or
+// worker killed with -9 is restarted with growing backoff and the terminal
+// says so, while the rest keeps running: only Ctrl-C stops the cluster.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -117,4 +119,87 @@ test('cluster.sh: up, chat through haproxy, Ctrl-C stops everything', { timeout:
     assert.match(log, /draining/, `gateway ${i} drained`);
     assert.match(log, /stopped/, `gateway ${i} stopped cleanly`);
   }
+});
+
+// The state dir's pids file: "gateway gw2 1234" -> { 'gateway gw2': 1234 }.
+function readPids(state) {
+  const out = {};
+  for (const line of fs.readFileSync(path.join(state, 'pids'), 'utf8').trim().split('\n')) {
+    const parts = line.split(' ');
+    out[parts.slice(0, -1).join(' ')] = Number(parts.at(-1));
+  }
+  return out;
+}
+
+const alive = (pid) => fs.existsSync(`/proc/${pid}`) && !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+
+test('cluster.sh: a gateway or worker killed with -9 is restarted with backoff and the terminal says so; '
+  + 'only Ctrl-C stops everything', { timeout: 90000 }, async (t) => {
+  const { base, ports } = await freeBase();
+  const state = makeTmpDir('chat-deploy-cluster-');
+  const script = new ServerProcess('cluster.sh', 'bash', [path.join(repoRoot, 'scripts', 'cluster.sh'),
+    '--bin-dir', binDir, '--base-port', String(base), '--state-dir', state], { cwd: repoRoot });
+  const remember = () => {
+    for (const pid of childPids(script.pid)) children.add(pid);
+  };
+  await waitFor(() => {
+    if (!script.running) throw new Error(`cluster.sh exited (${script.exitCode}):\n${script.stdout}\n${script.stderr}`);
+    return /Ctrl-C stops everything/.test(script.stdout);
+  }, { timeoutMs: 30000, what: 'cluster.sh to say the cluster is up' });
+  remember();
+  assert.match(script.stdout, /failover: +kill -9 a gateway/, 'it says how to try a failover');
+  const first = readPids(state);
+  assert.deepEqual(Object.keys(first).sort(),
+    ['gateway gw1', 'gateway gw2', 'gateway gw3', 'haproxy', 'redis', 'worker w1', 'worker w2']);
+  for (const pid of Object.values(first)) assert.ok(children.has(pid), `pid ${pid} is the script's child`);
+
+  // A page's view: two clients through haproxy, one of them on gw2.
+  const url = `ws://127.0.0.1:${base}/ws`;
+  const room = uniqueRoom('restart');
+  const ada = await connect(url);
+  const bob = await connect(url);
+  await ada.join(room, 'ada');
+  await bob.join(room, 'bob');
+
+  const backAgain = async (name, oldPid, restartN, delay) => {
+    const re = new RegExp(`${name} \\(pid ${oldPid}\\) exited \\(killed by signal 9\\); restarting in ${delay} s `
+      + `\\(restart ${restartN}\\)`);
+    await waitFor(() => re.test(script.stdout), { timeoutMs: 10000, what: `"${re.source}"` });
+    await waitFor(() => new RegExp(`${name} is back \\(pid \\d+\\)`).test(script.stdout.split(re)[1] || ''),
+      { timeoutMs: 20000, what: `${name} back` });
+    remember();
+    const now = readPids(state)[name];
+    assert.notEqual(now, oldPid, `${name} has a new process`);
+    assert.ok(alive(now));
+    return now;
+  };
+
+  process.kill(first['gateway gw2'], 'SIGKILL');
+  const gw2b = await backAgain('gateway gw2', first['gateway gw2'], 1, '0.500');
+  assert.equal((await httpGet(`http://127.0.0.1:${base + 2}/readyz`)).status, 200, 'gw2 ready again');
+  // Killed again at once: the backoff has grown.
+  process.kill(gw2b, 'SIGKILL');
+  await backAgain('gateway gw2', gw2b, 2, '1.000');
+  process.kill(first['worker w1'], 'SIGKILL');
+  await backAgain('worker w1', first['worker w1'], 1, '0.500');
+  assert.equal((await httpGet(`http://127.0.0.1:${base + 101}/readyz`)).status, 200, 'w1 ready again');
+
+  for (const name of ['redis', 'haproxy', 'gateway gw1', 'gateway gw3', 'worker w2']) {
+    assert.equal(readPids(state)[name], first[name], `${name} was left alone`);
+    assert.ok(alive(first[name]), `${name} still runs`);
+  }
+  assert.ok(script.running, 'the script is still running');
+  // Through haproxy, chat still works (clients on gw2 reconnect, as a page would).
+  const cy = await connect(url);
+  await cy.join(room, 'cy');
+  const ack = await cy.say(room, 'still here');
+  assert.ok(ack.seq > 0);
+  t.diagnostic(script.stdout.trim().split('\n').slice(-6).join(' | '));
+
+  script.kill('SIGINT');
+  const { code } = await script.waitExit(30000);
+  assert.equal(code, 0, `cluster.sh exits 0 on Ctrl-C\n${script.stdout}\n${script.stderr}`);
+  assert.match(script.stdout, /stopped\./);
+  for (const pid of children) assert.ok(!alive(pid), `process ${pid} is gone`);
+  for (const p of ports) assert.equal(await listening(p), false, `nothing listens on ${p} any more`);
 });

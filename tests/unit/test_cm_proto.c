@@ -240,10 +240,19 @@ static void test_decode_join(void **state)
     assert_string_equal(f.nickname, "bob");
     assert_int_equal(f.since, -1);
     assert_int_equal(f.history, CM_HISTORY_DEFAULT);
+    assert_int_equal(f.grace_ms, 0);
     assert_false(f.has_epoch);
     assert_false(f.has_id);
     assert_null(f.message);
     cm_frame_clear(&f);
+
+    decode_ok("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\",\"grace_ms\":10000}", &f);
+    assert_int_equal(f.grace_ms, CM_GRACE_MAX_MS);
+    cm_frame_clear(&f);
+    EXPECT("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\",\"grace_ms\":10001}",
+           CM_ERR_BAD_REQUEST);
+    EXPECT("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\",\"grace_ms\":-1}",
+           CM_ERR_BAD_REQUEST);
 
     decode_ok("{\"type\":\"join\",\"id\":\"j1\",\"room\":\"r\",\"nickname\":\"Zo\xc3\xab\","
               "\"since\":17,\"epoch\":\"ab12\",\"history\":0}",
