@@ -32,6 +32,12 @@
 /* lws-write.h keeps 4 for a close frame but does not name it in 4.1. */
 #define GW_LWS_WRITE_CLOSE ((enum lws_write_protocol)4)
 #define GW_MID_MAX 40
+/* Once a close has begun (ours, lws's or the peer's), the connection is cut
+ * this long after, whatever the peer sends or fails to read meanwhile. */
+#define GW_CLOSE_TIMEOUT_MS 5000
+/* A message must arrive whole within this of its first payload byte, however
+ * it trickles; past it the connection is closed with 1008. */
+#define GW_FRAME_TIMEOUT_MS 10000
 
 struct gw_config {
     const char *listen;
@@ -106,7 +112,7 @@ struct gw_pvec {
 struct gw_deferred; /* a publish waiting for its room's join to be sent */
 
 /* Which keepalive list a session is on (keepalive.c). */
-enum gw_ka_state { GW_KA_NONE, GW_KA_LIVE, GW_KA_PINGED };
+enum gw_ka_state { GW_KA_NONE, GW_KA_LIVE, GW_KA_PINGED, GW_KA_CLOSING };
 
 struct gw_member {
     struct gw_session *session; /* NULL once detached */
@@ -164,6 +170,9 @@ struct gw_session {
     const char *close_why;
     bool close_after_flush; /* send what is queued first (drain) */
     bool close_sent;        /* our close frame is written */
+    bool ending;            /* its close has begun: nothing it sends is acted on */
+    struct gw_session *ending_next;
+    int64_t close_ms;       /* when its close began: cut GW_CLOSE_TIMEOUT_MS later */
     int fd;                 /* the socket, for direct writes; -1 under TLS */
     bool wait_writable;     /* the socket took less than offered: wait for WRITEABLE */
     int bad_frames;      /* bad frames in a row */
@@ -181,6 +190,9 @@ struct gw_session {
     int64_t last_rx_ms;             /* when it last sent anything (keepalive.c) */
     enum gw_ka_state ka_state;
     struct gw_session *ka_prev, *ka_next;
+    int64_t rx_start_ms;            /* when the message in s->rx began to arrive */
+    bool rx_listed;                 /* on srv->ka_rx: a message is arriving */
+    struct gw_session *rx_prev, *rx_next;
     bool dirty;                     /* on srv->dirty: frames to write this turn */
     struct gw_session *dirty_next;
     UT_hash_handle hh; /* srv->sessions by id */
@@ -198,6 +210,8 @@ struct gw_metrics {
     uint64_t short_writes;  /* writes the kernel took only in part */
     uint64_t pings;         /* keepalive pings sent */
     uint64_t ping_timeouts; /* connections hung up for silence */
+    uint64_t close_timeouts; /* connections cut: their close did not finish in time */
+    uint64_t frame_timeouts; /* connections closed: a message trickled too long */
     uint64_t publishes;
     uint64_t publish_failures;
     uint64_t joins;
@@ -270,6 +284,9 @@ struct gw_server {
     uv_timer_t drain_timer;
     struct gw_session *ka_live;   /* keepalive: not pinged since they spoke, oldest first */
     struct gw_session *ka_pinged; /* pinged and silent since, oldest first */
+    struct gw_session *ka_closing; /* closing, oldest close first: cut when due */
+    struct gw_session *ka_rx;      /* a message arriving, oldest first: closed when due */
+    struct gw_session *ending;     /* closes begun this turn: memberships to detach */
     uv_timer_t ka_timer;
     uv_signal_t sigterm, sigint;
     struct cm_limits limits;
@@ -299,6 +316,19 @@ int gw_session_send(struct gw_session *s, struct gw_payload *p);
 /* Drops the socket now, without a close frame: the peer failed or is mute.
  * Only from outside lws callbacks (timers, the turn's end). */
 void gw_session_kill(struct gw_session *s);
+/* Cuts the TCP connection at once, dropping whatever lws still holds for it
+ * (lws's timeout kill: no flush, no close handshake). lws reports the close
+ * on its next service, which this wakes. Safe from anywhere. */
+void gw_session_cut(struct gw_session *s);
+/* A close has begun (ours, lws's or the peer's): the session is put on the
+ * close deadline, nothing it sends is acted on any more, and at the turn's
+ * end its memberships are detached (leaves emitted) and its buffers freed.
+ * Safe inside any callback: nothing is freed here. */
+void gw_session_ending(struct gw_session *s);
+/* The turn's end: finishes what gw_session_ending began. */
+void gw_sessions_end(struct gw_server *srv);
+/* The presence reason for a session's end, from how its close began. */
+const char *gw_session_end_reason(const struct gw_session *s);
 /* Closes a session whose queue (or held-back frames) overflowed: 1013. */
 void gw_session_overflow(struct gw_session *s);
 /* Whether lws is closing the connection: the peer's close, a frame lws
@@ -320,6 +350,11 @@ void gw_keepalive_stop(struct gw_server *srv);
 void gw_keepalive_add(struct gw_session *s);
 void gw_keepalive_heard(struct gw_session *s); /* anything received */
 void gw_keepalive_remove(struct gw_session *s);
+/* Onto the close deadline (once: a second call keeps the first deadline). */
+void gw_keepalive_closing(struct gw_session *s);
+/* A message began to arrive in pieces / is complete: the frame deadline. */
+void gw_keepalive_rx_begin(struct gw_session *s);
+void gw_keepalive_rx_end(struct gw_session *s);
 
 /* writer.c: the write side. gw_session_send queues and marks the session;
  * the turn's end writes every marked session's frames in one send. */
