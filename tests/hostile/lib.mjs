@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { spawnSync } from 'node:child_process';
 import {
-  connect, fetchMetrics, newId, uniqueRoom, gatewayBin, RawWebSocket, seqProblem, sleep, teardown,
+  connect, fetchMetrics, newId, uniqueRoom, gatewayBin, RawWebSocket, seqProblem, sleep, teardown, waitFor,
 } from '../integration/lib/harness.mjs';
 import { tcpConnect as connectTcp, upgradeRequest } from '../integration/lib/tcp.mjs';
 
@@ -289,15 +289,39 @@ export function keepTalking(ws, { everyMs = 200, maxMs = 60000 } = {}) {
 
 // Polls metric `name` of gw every 50 ms until pred(value) holds; resolves
 // with Date.now() at that moment. A series not exported yet counts as 0.
+// gw is a gateway (its /metrics over http) or a function resolving with
+// parsed metrics (e.g. over https).
 export async function waitMetric(gw, name, pred, { timeoutMs = 10000, what = name } = {}) {
+  const get = typeof gw === 'function' ? gw : () => fetchMetrics(gw.http);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const v = (await fetchMetrics(gw.http)).get(name) ?? 0;
+    const v = (await get()).get(name) ?? 0;
     if (pred(v)) return Date.now();
     if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last ${v})`);
     await sleep(50);
   }
 }
+
+// Resolves with the time a raw client got the server's close frame, which
+// it does not answer (RawWebSocket.waitClose would).
+export async function closeFrameSeen(ws, timeoutMs) {
+  await waitFor(() => ws.closeFrame, { timeoutMs, intervalMs: 10, what: 'the server\'s close frame' });
+  return Date.now();
+}
+
+// Resolves with the time a raw client's TCP connection ended; rejects
+// after timeoutMs.
+export async function socketGone(ws, timeoutMs) {
+  let timer;
+  await Promise.race([ws.ended, new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`connection still open after ${timeoutMs} ms`)), timeoutMs);
+  })]).finally(() => clearTimeout(timer));
+  return Date.now();
+}
+
+// The presence leave of a closed connection: PROTOCOL.md's "within 2 s",
+// with half the slack.
+export const LEAVE_MS = 2000 + SLACK_MS / 2;
 
 // Resolves with the time the watcher (a ChatClient) sees nickname's
 // presence leave in room; checks its reason when given.
