@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startCluster, connect, teardownRaw, uniqueRoom, range, FAST, httpGet, rawMember, keepTalking, waitMetric,
-  presenceLeave, assertAllInOrder, metrics, watchRss, rssAsanEnv, CLOSE_TIMEOUT_MS, SLACK_MS, LEAVE_MS,
+  presenceLeave, assertAllInOrder, metrics, watchRss, rssAsanEnv, CLOSE_TIMEOUT_MS, SLACK_MS, LEAVE_MS, socketGone, OP,
 } from './lib.mjs';
 
 const MESSAGES = 4000;
@@ -85,4 +85,34 @@ test('a member that stops reading but keeps talking leaves at once and is cut wi
     staller.destroy();
     assert.equal(watcher.closeInfo, null);
     assert.equal(writer.closeInfo, null);
+  });
+
+test('one that reads again before the deadline finds 1013 after its data, and one close frame only',
+  { timeout: 60000 }, async (t) => {
+    const room = uniqueRoom('talker-back');
+    const writer = await connect(gw.url);
+    await writer.join(room, 'writer');
+    const staller = await rawMember(gw.port, room, 'comeback');
+    staller.socket.pause();
+    const stopTalking = keepTalking(staller);
+    const slowBase = (await metrics(gw)).get('chat_gateway_slow_closes_total') ?? 0;
+    try {
+      const overflowed = waitMetric(gw, 'chat_gateway_slow_closes_total', (v) => v > slowBase,
+        { timeoutMs: 30000, what: 'the staller\'s 1013' });
+      await writer.sayMany(room, range(1, MESSAGES).map(() => TEXT), { window: 20, timeoutMs: 30000 });
+      const tOverflow = await overflowed;
+      staller.socket.resume(); // well within the close deadline
+      const closed = await staller.waitClose(CLOSE_TIMEOUT_MS);
+      t.diagnostic(`read again ${Date.now() - tOverflow} ms after the overflow`);
+      assert.equal(closed.code, 1013, 'too slow');
+      await socketGone(staller, CLOSE_TIMEOUT_MS + SLACK_MS); // our answer ends it at once
+      const closes = staller.frames.filter((f) => f.opcode === OP.CLOSE).map((f) => f.payload.readUInt16BE(0));
+      // lws, which does not see our close frame go out, used to answer the
+      // peer's close with one of its own (1013 turned into 1002).
+      assert.deepEqual(closes, [1013], 'one close frame');
+      const delivered = staller.frames.filter((f) => f.text && f.text.includes('"type":"message"')).length;
+      assert.ok(delivered < MESSAGES, `cut off (got ${delivered} of ${MESSAGES})`);
+    } finally {
+      stopTalking();
+    }
   });
