@@ -138,8 +138,8 @@ static void on_tick(uv_timer_t *t)
     while ((s = srv->ka_closing) != NULL && now - s->close_ms >= GW_CLOSE_TIMEOUT_MS) {
         unlink_session(s);
         srv->m.close_timeouts++;
-        CM_INFO("session %s (%s): close not finished after %lld ms, cutting the connection",
-                s->id, s->peer, (long long)(now - s->close_ms));
+        CM_INFO("session %s (%s): close not finished after %lld ms, cutting the connection", s->id,
+                s->peer, (long long)(now - s->close_ms));
         gw_session_cut(s);
     }
     while ((s = srv->ka_rx) != NULL && now - s->rx_start_ms >= GW_FRAME_TIMEOUT_MS) {
