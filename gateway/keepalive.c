@@ -154,9 +154,11 @@ static void on_tick(uv_timer_t *t)
         srv->m.ping_timeouts++;
         CM_DEBUG("session %s (%s): silent for %lld ms, hanging up", s->id, s->peer,
                  (long long)(now - s->last_rx_ms));
-        /* No close frame: the peer has stopped answering. ws.c reports
-         * the reason as timeout from last_rx_ms. */
-        gw_session_kill(s);
+        /* No close frame: the peer has stopped answering. Cut, not a
+         * plain kill: lws would first wait (5 s) to flush what it holds
+         * for a peer that, not reading, will never take it. The reason is
+         * timeout, from last_rx_ms (gw_session_end_reason). */
+        gw_session_cut(s);
     }
     while ((s = srv->ka_live) != NULL && now - s->last_rx_ms >= ping_ms) {
         unlink_session(s);
