@@ -77,6 +77,8 @@ struct gw_metrics {
     uint64_t short_writes;  /* writes the kernel took only in part */
     uint64_t pings;         /* keepalive pings sent */
     uint64_t ping_timeouts; /* connections hung up for silence */
+    uint64_t close_timeouts; /* connections cut: their close did not finish in time */
+    uint64_t frame_timeouts; /* connections closed: a message trickled too long */
     uint64_t publishes;
     uint64_t publish_failures;
     uint64_t joins;
@@ -120,6 +122,9 @@ struct gw_server {
     uv_timer_t drain_timer;
     struct gw_session *ka_live;   /* keepalive: not pinged since they spoke, oldest first */
     struct gw_session *ka_pinged; /* pinged and silent since, oldest first */
+    struct gw_session *ka_closing; /* closing, oldest close first: cut when due */
+    struct gw_session *ka_rx;      /* a message arriving, oldest first: closed when due */
+    struct gw_session *ending;     /* closes begun this turn: memberships to detach */
     uv_timer_t ka_timer;
     struct gw_member *lingering; /* memberships whose connection closed, within their grace */
     void *linger_timer;          /* a link_loop timer, made on first use */
@@ -134,6 +139,9 @@ void gw_writer_start(struct gw_server *srv);
 void gw_writer_stop(struct gw_server *srv);
 void gw_keepalive_start(struct gw_server *srv);
 void gw_keepalive_stop(struct gw_server *srv);
+/* The turn's end (writer.c), and the drain: finishes the closes begun
+ * (session.c, gw_session_ending): leaves out, buffers freed. */
+void gw_sessions_end(struct gw_server *srv);
 
 /* dispatch.c: one handler per client frame type. */
 void gw_dispatch_frame(struct gw_session *s, const char *buf, size_t len);

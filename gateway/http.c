@@ -98,6 +98,11 @@ static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
            "Keepalive pings sent to connections silent for --ping-interval-s.", m->pings);
     cm_metric(b, "chat_gateway_ping_timeouts_total", "counter",
            "Connections hung up after --ping-timeout-s of silence.", m->ping_timeouts);
+    cm_metric(b, "chat_gateway_close_timeouts_total", "counter",
+           "Connections cut because their close did not finish within 5 s.", m->close_timeouts);
+    cm_metric(b, "chat_gateway_frame_timeouts_total", "counter",
+           "Connections closed with 1008 because a message took over 10 s to arrive.",
+           m->frame_timeouts);
     cm_metric(b, "chat_gateway_publishes_total", "counter", "Chat messages stored and published.",
            m->publishes);
     cm_metric(b, "chat_gateway_publish_failures_total", "counter",

@@ -11,8 +11,22 @@
  * lists, each in the order of last activity, so receiving, pinging and
  * closing are O(1), and a tick looks only at the sessions that are due.
  *
- *   live:   not pinged since it last spoke, oldest first
- *   pinged: pinged and not heard from since, oldest first
+ *   live:    not pinged since it last spoke, oldest first
+ *   pinged:  pinged and not heard from since, oldest first
+ *   closing: its close has begun, oldest first; cut GW_CLOSE_TIMEOUT_MS
+ *            after, whatever it sends (nothing it sends counts any more)
+ *
+ * and, apart from those, a session whose message is arriving in pieces is
+ * on the rx list from its first piece to its last, oldest first: a message
+ * still incomplete GW_FRAME_TIMEOUT_MS after it began is closed with 1008,
+ * so a peer trickling one frame a byte at a time does not stay forever.
+ *
+ * The close deadline is ours, not lws_set_timeout's: lws re-arms its own
+ * timeout at each step of a close it runs (5 s to send its close frame,
+ * 5 s more for the answer, 5 s to flush before closing), and a kill while
+ * lws still holds bytes to write waits to flush them first. Here one
+ * deadline holds from the moment the close began, and the cut uses lws's
+ * timeout kill, which drops the socket without flushing.
  */
 #include "gw_server.h"
 #include "session_io.h"
@@ -27,7 +41,11 @@
 
 static struct gw_session **list_of(struct gw_server *srv, enum gw_ka_state state)
 {
-    return state == GW_KA_PINGED ? &srv->ka_pinged : &srv->ka_live;
+    switch (state) {
+    case GW_KA_PINGED: return &srv->ka_pinged;
+    case GW_KA_CLOSING: return &srv->ka_closing;
+    default: return &srv->ka_live;
+    }
 }
 
 static void unlink_session(struct gw_session *s)
@@ -52,8 +70,8 @@ void gw_keepalive_add(struct gw_session *s)
 
 void gw_keepalive_heard(struct gw_session *s)
 {
-    if (s->io->ka_state == GW_KA_NONE)
-        return; /* closed, or being hung up */
+    if (s->io->ka_state == GW_KA_NONE || s->io->ka_state == GW_KA_CLOSING)
+        return; /* closed, being hung up, or closing: nothing counts now */
     s->io->last_rx_ms = cm_mono_ms();
     if (s->io->ka_state == GW_KA_LIVE && s->io->ka_next == NULL)
         return; /* already the newest */
@@ -64,6 +82,33 @@ void gw_keepalive_heard(struct gw_session *s)
 void gw_keepalive_remove(struct gw_session *s)
 {
     unlink_session(s);
+    gw_keepalive_rx_end(s);
+}
+
+void gw_keepalive_closing(struct gw_session *s)
+{
+    if (s->io->ka_state == GW_KA_CLOSING)
+        return; /* the first deadline holds */
+    unlink_session(s);
+    s->io->close_ms = cm_mono_ms();
+    link_session(s, GW_KA_CLOSING);
+}
+
+void gw_keepalive_rx_begin(struct gw_session *s)
+{
+    if (s->io->rx_listed)
+        return;
+    s->io->rx_start_ms = cm_mono_ms();
+    DL_APPEND2(s->srv->ka_rx, s, io->rx_prev, io->rx_next);
+    s->io->rx_listed = true;
+}
+
+void gw_keepalive_rx_end(struct gw_session *s)
+{
+    if (!s->io->rx_listed)
+        return;
+    DL_DELETE2(s->srv->ka_rx, s, io->rx_prev, io->rx_next);
+    s->io->rx_listed = false;
 }
 
 static void ping(struct gw_session *s)
@@ -91,14 +136,30 @@ static void on_tick(uv_timer_t *t)
     int64_t hangup_ms = srv->cfg.ping_timeout_s * 1000;
     struct gw_session *s;
 
+    while ((s = srv->ka_closing) != NULL && now - s->io->close_ms >= GW_CLOSE_TIMEOUT_MS) {
+        unlink_session(s);
+        srv->m.close_timeouts++;
+        CM_INFO("session %s (%s): close not finished after %lld ms, cutting the connection", s->id,
+                s->peer, (long long)(now - s->io->close_ms));
+        gw_session_cut(s);
+    }
+    while ((s = srv->ka_rx) != NULL && now - s->io->rx_start_ms >= GW_FRAME_TIMEOUT_MS) {
+        gw_keepalive_rx_end(s);
+        srv->m.frame_timeouts++;
+        CM_INFO("session %s (%s): a message still incomplete after %lld ms, closing 1008", s->id,
+                s->peer, (long long)(now - s->io->rx_start_ms));
+        gw_session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "message too slow", false);
+    }
     while ((s = srv->ka_pinged) != NULL && now - s->io->last_rx_ms >= hangup_ms) {
         unlink_session(s);
         srv->m.ping_timeouts++;
         CM_DEBUG("session %s (%s): silent for %lld ms, hanging up", s->id, s->peer,
                  (long long)(now - s->io->last_rx_ms));
-        /* No close frame: the peer has stopped answering. ws.c reports
-         * the reason as timeout from last_rx_ms. */
-        gw_session_kill(s);
+        /* No close frame: the peer has stopped answering. Cut, not a
+         * plain kill: lws would first wait (5 s) to flush what it holds
+         * for a peer that, not reading, will never take it. The reason is
+         * timeout, from last_rx_ms (gw_session_end_reason). */
+        gw_session_cut(s);
     }
     while ((s = srv->ka_live) != NULL && now - s->io->last_rx_ms >= ping_ms) {
         unlink_session(s);

@@ -146,6 +146,9 @@ static void on_drain_tick(uv_timer_t *t)
             return;
         srv->closed_all = true;
         gw_ws_close_all(srv);
+        /* Their leaves now, not at the turn's end: the barrier below may
+         * go out in this very tick, and must come after them. */
+        gw_sessions_end(srv);
     }
     if (srv->nsessions > 0 && !timed_out)
         return;

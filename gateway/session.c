@@ -65,10 +65,24 @@ void gw_session_kill(struct gw_session *s)
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
 }
 
+void gw_session_cut(struct gw_session *s)
+{
+    if (!s->wsi)
+        return;
+    /* A timeout that is due at once: lws closes such a connection as dead,
+     * without flushing what it holds or waiting for a close handshake.
+     * lws runs its due timeouts after servicing any of its sockets, so its
+     * wake-up pipe is poked to make that happen this loop turn. */
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+    lws_cancel_service(lws_get_context(s->wsi));
+}
+
 void gw_session_overflow(struct gw_session *s)
 {
     /* The receiver is the boss, but not of our memory: a client that cannot
      * keep up is closed rather than buffered without bound. */
+    if (!s->wsi || s->io->close_code || gw_session_lws_closing(s))
+        return; /* already closing: counted once */
     s->srv->m.slow_closes++;
     CM_WARN("session %s (%s): more than %lld bytes waiting, closing 1013", s->id, s->peer,
             s->srv->cfg.send_queue_bytes);
@@ -106,6 +120,71 @@ void gw_session_close(struct gw_session *s, int code, const char *why, bool afte
     if (!after_flush)
         gw_pvec_clear(&s->io->queue);
     gw_session_mark_dirty(s);
+    gw_session_ending(s);
+}
+
+void gw_session_ending(struct gw_session *s)
+{
+    struct gw_server *srv = s->srv;
+    if (!s->wsi || s->io->ending || srv->stopping)
+        return;
+    gw_keepalive_closing(s);
+    s->io->ending = true;
+    s->io->ending_next = srv->ending;
+    srv->ending = gw_session_ref(s); /* the list holds a reference */
+    gw_session_mark_dirty(s);        /* and the turn's end comes without waiting */
+}
+
+/* What gw_session_ending began, now that no fan-out or dispatch is walking
+ * the memberships: the leaves go out, the buffers are freed, and our close
+ * frame is handed over at once. Written behind whatever is already on its
+ * way (lws keeps what the socket did not take and appends to it), the close
+ * frame reaches a peer that reads again before the deadline; one that does
+ * not is cut by keepalive.c. */
+static void session_end(struct gw_session *s)
+{
+    const char *reason = gw_session_end_reason(s);
+    while (s->members) {
+        struct gw_member *m = s->members;
+        s->members = m->session_next;
+        m->session_next = NULL;
+        gw_member_leave(m, reason);
+    }
+    s->nrooms = 0;
+    gw_keepalive_rx_end(s);
+    if (s->io->rx) {
+        cm_sbuf_free(s->io->rx);
+        free(s->io->rx);
+        s->io->rx = NULL;
+    }
+    if (gw_session_lws_closing(s))
+        gw_pvec_clear(&s->io->queue); /* nothing of ours may follow lws's close frame */
+    else if (s->io->close_code && !s->io->close_after_flush && gw_session_flush(s) != 0)
+        gw_session_cut(s);
+}
+
+void gw_sessions_end(struct gw_server *srv)
+{
+    while (srv->ending) {
+        struct gw_session *s = srv->ending;
+        srv->ending = s->io->ending_next;
+        s->io->ending_next = NULL;
+        if (s->wsi) /* else lws's close callback detached it already */
+            session_end(s);
+        gw_session_unref(s);
+    }
+}
+
+const char *gw_session_end_reason(const struct gw_session *s)
+{
+    if (s->io->we_closed)
+        return s->io->close_code == LWS_CLOSE_STATUS_GOINGAWAY ? "closed" : "faulted";
+    if (s->io->peer_closed)
+        return "closed";
+    int64_t silent_ms = cm_mono_ms() - s->io->last_rx_ms;
+    if (silent_ms + 500 >= s->srv->cfg.ping_timeout_s * 1000)
+        return "timeout";
+    return "faulted";
 }
 
 bool gw_session_lws_closing(const struct gw_session *s)

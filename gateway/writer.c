@@ -64,8 +64,9 @@ void gw_session_mark_dirty(struct gw_session *s)
 
 /* Writes our close frame: lws 4.1 (with libuv) kills the socket without one
  * when a WRITEABLE callback returns -1 after lws_close_reason, so the frame
- * is written here and the peer's answering close (or the timeout) ends the
- * connection. Returns -1 if the socket failed. */
+ * is written here and the peer's answering close (ws.c), or the close
+ * deadline (keepalive.c), ends the connection. Returns -1 if the socket
+ * failed. */
 static int write_close(struct gw_session *s)
 {
     unsigned char frame[LWS_PRE + 125];
@@ -78,10 +79,7 @@ static int write_close(struct gw_session *s)
     frame[LWS_PRE + 1] = (unsigned char)(s->io->close_code & 0xff);
     memcpy(frame + LWS_PRE + 2, s->io->close_why, n);
     s->io->close_sent = true;
-    if (lws_write(s->wsi, frame + LWS_PRE, n + 2, GW_LWS_WRITE_CLOSE) < 0)
-        return -1;
-    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
-    return 0;
+    return lws_write(s->wsi, frame + LWS_PRE, n + 2, GW_LWS_WRITE_CLOSE) < 0 ? -1 : 0;
 }
 
 /* Plain connections: the queued frames in one sendmsg, straight from the
@@ -218,6 +216,7 @@ static void on_turn_end(uv_check_t *h)
 {
     struct gw_server *srv = h->data;
     uv_idle_stop(&srv->kick);
+    gw_sessions_end(srv); /* closes begun this turn: leaves, and close frames */
     while (srv->dirty) {
         struct gw_session *s = srv->dirty;
         srv->dirty = s->io->dirty_next;
@@ -249,6 +248,11 @@ void gw_writer_stop(struct gw_server *srv)
     uv_check_stop(&srv->turn_end);
     uv_close((uv_handle_t *)&srv->turn_end, NULL);
     uv_close((uv_handle_t *)&srv->kick, NULL);
+    while (srv->ending) { /* lws's close callbacks detach what is left */
+        struct gw_session *s = srv->ending;
+        srv->ending = s->io->ending_next;
+        gw_session_unref(s);
+    }
     while (srv->dirty) {
         struct gw_session *s = srv->dirty;
         srv->dirty = s->io->dirty_next;

@@ -72,8 +72,8 @@ static int ws_receive(struct gw_session *s, const char *in, size_t len)
     size_t have = s->io->rx ? s->io->rx->len : 0;
 
     gw_keepalive_heard(s);
-    if (s->io->close_code)
-        return 0; /* closing: ignore what is still arriving */
+    if (s->io->close_code || s->io->ending)
+        return 0; /* closing: nothing it sends is acted on */
     if (have + len > (size_t)s->srv->cfg.frame_bytes)
         return close_now(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "frame too large");
     if (complete && !s->io->rx) {
@@ -87,10 +87,12 @@ static int ws_receive(struct gw_session *s, const char *in, size_t len)
     if (!s->io->rx) {
         s->io->rx = cm_malloc(sizeof(*s->io->rx));
         cm_sbuf_init(s->io->rx, 0);
+        gw_keepalive_rx_begin(s); /* it must be whole within GW_FRAME_TIMEOUT_MS */
     }
     cm_sbuf_append(s->io->rx, in, len);
     if (!complete)
         return 0;
+    gw_keepalive_rx_end(s);
     if (lws_frame_is_binary(wsi))
         gw_dispatch_binary(s);
     else
@@ -101,17 +103,15 @@ static int ws_receive(struct gw_session *s, const char *in, size_t len)
     return 0;
 }
 
-/* Why the socket went away, in the protocol's words. */
-static const char *close_reason(const struct gw_session *s)
+/* The peer sent a close frame. When it answers ours, the handshake is
+ * complete and the connection ends now: lws, which did not see our close
+ * frame go out (writer.c writes it), would otherwise answer with a second
+ * close frame. Returns -1 to make lws close the socket. */
+static int ws_peer_closed(struct gw_session *s)
 {
-    if (s->io->we_closed)
-        return s->io->close_code == LWS_CLOSE_STATUS_GOINGAWAY ? "closed" : "faulted";
-    if (s->io->peer_closed)
-        return "closed";
-    int64_t silent_ms = cm_mono_ms() - s->io->last_rx_ms;
-    if (silent_ms + 500 >= s->srv->cfg.ping_timeout_s * 1000)
-        return "timeout";
-    return "faulted";
+    s->io->peer_closed = true;
+    gw_session_ending(s);
+    return s->io->close_sent ? -1 : 0;
 }
 
 static int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -134,18 +134,18 @@ static int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return pss->session ? gw_session_writable(pss->session) : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (pss->session)
-            pss->session->io->peer_closed = true;
-        return 0;
+        return pss->session ? ws_peer_closed(pss->session) : 0;
     case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
         /* lws 4.1 says this as it begins a close, before it writes its
          * close frame (when it closes on its own: nothing else says so). */
-        if (pss && pss->session)
+        if (pss && pss->session) {
             pss->session->io->lws_closing = true;
+            gw_session_ending(pss->session);
+        }
         return 0;
     case LWS_CALLBACK_CLOSED:
         if (pss->session) {
-            gw_session_closed(pss->session, close_reason(pss->session));
+            gw_session_closed(pss->session, gw_session_end_reason(pss->session));
             pss->session = NULL;
         }
         return 0;

@@ -9,7 +9,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import { spawnSync } from 'node:child_process';
-import { connect, fetchMetrics, newId, uniqueRoom } from '../integration/lib/harness.mjs';
+import {
+  connect, fetchMetrics, newId, uniqueRoom, gatewayBin, RawWebSocket, seqProblem, sleep, teardown, waitFor,
+} from '../integration/lib/harness.mjs';
 import { tcpConnect as connectTcp, upgradeRequest } from '../integration/lib/tcp.mjs';
 
 export * from '../integration/lib/harness.mjs';
@@ -207,4 +209,133 @@ export function percentile(values, p) {
   if (!values.length) return NaN;
   const s = [...values].sort((x, y) => x - y);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
+}
+
+// ---------------------------------------------------------------------------
+// Connections that are done but would stay ("closing but alive",
+// docs/SECURITY.md): clients that stop reading, never answer a close, trickle
+// a frame.
+
+// The gateway's bounds (gateway/gw_server.h): a close that has begun is cut
+// this long after, and a message must arrive whole within this.
+export const CLOSE_TIMEOUT_MS = 5000;
+export const FRAME_TIMEOUT_MS = 10000;
+// What a measured time may exceed a bound by: the gateway's 250 ms tick,
+// metrics polling, a busy machine; doubled for an ASan build.
+export const SLACK_MS = (isAsanBinary(gatewayBin) ? 2 : 1) * 1000;
+// ASAN_OPTIONS for a gateway whose RSS is measured: freed memory would sit
+// in ASan's quarantine (256 MiB by default) and look like growth.
+export function rssAsanEnv() {
+  const asan = process.env.ASAN_OPTIONS ? `${process.env.ASAN_OPTIONS}:` : '';
+  return { ASAN_OPTIONS: `${asan}quarantine_size_mb=16:thread_local_quarantine_size_kb=256` };
+}
+
+// Samples VmRSS of pid every 50 ms from now; stop() returns {idle, peak,
+// growMiB}, idle being the first sample.
+export function watchRss(pid) {
+  const idle = rssBytes(pid);
+  let peak = idle;
+  const timer = setInterval(() => {
+    const r = rssBytes(pid);
+    if (r !== null && r > peak) peak = r;
+  }, 50);
+  timer.unref(); // a test that fails before stop() still ends
+  return {
+    stop() {
+      clearInterval(timer);
+      return { idle, peak, growMiB: (peak - idle) / 1048576 };
+    },
+  };
+}
+
+const rawSockets = new Set();
+
+// Destroys every raw client made by rawMember (a paused socket would never
+// see its server go and would keep the test process alive), then runs the
+// harness's teardown. For after() in files that use rawMember.
+export async function teardownRaw() {
+  for (const ws of rawSockets) ws.destroy();
+  rawSockets.clear();
+  await teardown();
+}
+
+// A raw chat.v1 client that has taken its welcome and joined room as
+// nickname (destroyed by teardownRaw). opts go to RawWebSocket.connect
+// (tlsOptions for wss://).
+export async function rawMember(port, room, nickname, opts = {}) {
+  const ws = await RawWebSocket.connect(port, opts);
+  rawSockets.add(ws);
+  await ws.nextJson((j) => j.type === 'welcome');
+  ws.sendText(JSON.stringify({ type: 'join', room, nickname, id: `join-${nickname}` }));
+  await ws.nextJson((j) => j.id === `join-${nickname}` && j.type === 'joined');
+  return ws;
+}
+
+// Makes a raw client keep talking (an app-level ping every everyMs) until
+// stop() or its socket closes, for at most maxMs. Writes after the gateway
+// cut the connection are what lets a paused socket notice the cut.
+export function keepTalking(ws, { everyMs = 200, maxMs = 60000 } = {}) {
+  const t0 = Date.now();
+  const timer = setInterval(() => {
+    if (ws.socket.destroyed || Date.now() - t0 > maxMs) {
+      clearInterval(timer);
+      return;
+    }
+    ws.sendText('{"type":"ping"}');
+  }, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+// Polls metric `name` of gw every 50 ms until pred(value) holds; resolves
+// with Date.now() at that moment. A series not exported yet counts as 0.
+// gw is a gateway (its /metrics over http) or a function resolving with
+// parsed metrics (e.g. over https).
+export async function waitMetric(gw, name, pred, { timeoutMs = 10000, what = name } = {}) {
+  const get = typeof gw === 'function' ? gw : () => fetchMetrics(gw.http);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = (await get()).get(name) ?? 0;
+    if (pred(v)) return Date.now();
+    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last ${v})`);
+    await sleep(50);
+  }
+}
+
+// Resolves with the time a raw client got the server's close frame, which
+// it does not answer (RawWebSocket.waitClose would).
+export async function closeFrameSeen(ws, timeoutMs) {
+  await waitFor(() => ws.closeFrame, { timeoutMs, intervalMs: 10, what: 'the server\'s close frame' });
+  return Date.now();
+}
+
+// Resolves with the time a raw client's TCP connection ended; rejects
+// after timeoutMs.
+export async function socketGone(ws, timeoutMs) {
+  let timer;
+  await Promise.race([ws.ended, new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`connection still open after ${timeoutMs} ms`)), timeoutMs);
+  })]).finally(() => clearTimeout(timer));
+  return Date.now();
+}
+
+// The presence leave of a closed connection: PROTOCOL.md's "within 2 s",
+// with half the slack.
+export const LEAVE_MS = 2000 + SLACK_MS / 2;
+
+// Resolves with the time the watcher (a ChatClient) sees nickname's
+// presence leave in room; checks its reason when given.
+export async function presenceLeave(watcher, room, nickname, timeoutMs, reason) {
+  const f = await watcher.next((x) => x.type === 'presence' && x.event === 'leave' && x.room === room &&
+    x.nickname === nickname, timeoutMs);
+  if (reason) assert.equal(f.reason, reason, `${nickname}'s leave has reason ${reason}`);
+  return Date.now();
+}
+
+// Asserts that msgs (message frames of one room) are `count` messages from
+// `from`, in seq order with no hole, starting at seq `first` when given.
+export function assertAllInOrder(msgs, count, from, first) {
+  assert.equal(msgs.length, count, `${count} messages received`);
+  assert.equal(seqProblem(msgs.map((m) => m.seq), first), null, 'in seq order, no hole');
+  assert.ok(msgs.every((m) => m.nickname === from), `every message is from ${from}`);
 }

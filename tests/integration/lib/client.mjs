@@ -49,13 +49,15 @@ export class ChatClient {
 
   // Opens a connection. protocol: 'chat.v1' (default) or null for none.
   // Resolves once open; welcome (if any) stays in the inbox.
-  static connect(url, { protocol = 'chat.v1', timeoutMs = 5000, headers = {} } = {}) {
+  // wsOptions go to the ws package as they are (e.g. {ca} for wss://).
+  static connect(url, { protocol = 'chat.v1', timeoutMs = 5000, headers = {}, wsOptions = {} } = {}) {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(url, protocol ? [protocol] : [], {
         perMessageDeflate: false,
         handshakeTimeout: timeoutMs,
         maxPayload: 64 * 1024 * 1024,
         headers,
+        ...wsOptions,
       });
       const c = new ChatClient(ws, url);
       const timer = setTimeout(() => {

@@ -5,6 +5,7 @@
 // close frame's status code).
 import crypto from 'node:crypto';
 import net from 'node:net';
+import tls from 'node:tls';
 import { upgradeRequest } from './tcp.mjs';
 
 export const OP = { CONT: 0x0, TEXT: 0x1, BINARY: 0x2, CLOSE: 0x8, PING: 0x9, PONG: 0xa };
@@ -57,11 +58,14 @@ export class RawWebSocket {
   }
 
   // Opens ws://127.0.0.1:port/path with an optional subprotocol; resolves
-  // after the server's 101 response.
-  static connect(port, { path = '/ws', protocol = 'chat.v1', timeoutMs = 5000 } = {}) {
+  // after the server's 101 response. tlsOptions (node:tls connect options,
+  // e.g. {ca}) make it wss:// instead.
+  static connect(port, { path = '/ws', protocol = 'chat.v1', timeoutMs = 5000, tlsOptions = null } = {}) {
     return new Promise((resolve, reject) => {
       const key = crypto.randomBytes(16).toString('base64');
-      const s = net.connect({ port, host: '127.0.0.1' });
+      const s = tlsOptions
+        ? tls.connect({ port, host: '127.0.0.1', servername: '127.0.0.1', ...tlsOptions })
+        : net.connect({ port, host: '127.0.0.1' });
       let acc = Buffer.alloc(0);
       const timer = setTimeout(() => {
         s.destroy();
@@ -71,7 +75,7 @@ export class RawWebSocket {
         clearTimeout(timer);
         reject(e);
       });
-      s.on('connect', () => {
+      s.on(tlsOptions ? 'secureConnect' : 'connect', () => {
         s.write(upgradeRequest({ path, host: `127.0.0.1:${port}`, key, protocol }));
       });
       const onData = (d) => {
