@@ -186,11 +186,12 @@ static void joined(struct gw_member *m, const struct gw_store_joined *j)
         cm_sbuf_init(&members, 0);
         cm_sbuf_init(&history, 0);
         cm_sbuf_init(&b, 0);
-        gw_strs_put_json(&members, &j->members);
+        gw_strs_put_json(&members, &j->members.items);
         gw_strs_put_json(&history, &j->history);
+        const struct cm_members_page page = {cm_sbuf_data(&members), j->members.count,
+                                             j->members.cursor};
         cm_encode_joined(&b, m->join.has_id ? m->join.id : NULL, m->room_name, m->nickname,
-                         j->seq, j->epoch, cm_sbuf_data(&members), cm_sbuf_data(&history),
-                         j->recovered);
+                         j->seq, j->epoch, &page, cm_sbuf_data(&history), j->recovered);
         gw_session_send_sbuf(s, &b);
         cm_sbuf_free(&members);
         cm_sbuf_free(&history);
@@ -265,6 +266,7 @@ struct gw_member *gw_member_join(struct gw_session *s, const struct cm_frame *f)
     m->srv = s->srv;
     m->session = s;
     m->state = GW_MEMBER_SUBSCRIBING;
+    m->presence = f->type == CM_FRAME_JOIN ? f->presence : CM_PRESENCE_EVENTS;
     snprintf(m->room_name, sizeof(m->room_name), "%s", f->room);
     snprintf(m->session_id, sizeof(m->session_id), "%s", s->id);
     snprintf(m->nickname, sizeof(m->nickname), "%s", f->nickname);

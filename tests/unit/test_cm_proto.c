@@ -881,7 +881,12 @@ static void test_encode_exact(void **state)
 {
     struct cm_sbuf b;
     cm_sbuf_init(&b, 16);
-    static const struct cm_limits lim = {4096, 65536, 20, 100, 40, 10, 1048576, 0, 100000};
+    static const struct cm_limits lim = {4096, 65536, 20, 100, 40, 10, 1048576, 0, 100000,
+                                         100, 100, 200};
+    static const struct cm_members_page none = {"[]", -1, NULL};
+    static const struct cm_members_page one = {"[{\"nickname\":\"n\",\"since\":1}]", 1, "0"};
+    static const struct cm_members_page first = {"[{\"nickname\":\"n\",\"since\":1}]", 250,
+                                                 "17"};
 
 #define CASE(call, expected)                                                                       \
     do {                                                                                           \
@@ -901,8 +906,14 @@ static void test_encode_exact(void **state)
          "{\"type\":\"history\",\"id\":\"h\",\"room\":\"r\",\"messages\":[{\"a\":1}]}");
     CASE(cm_encode_history(&b, NULL, "r", NULL),
          "{\"type\":\"history\",\"room\":\"r\",\"messages\":[]}");
-    CASE(cm_encode_members(&b, NULL, "r", "[]"),
+    CASE(cm_encode_members(&b, NULL, "r", &none),
          "{\"type\":\"members\",\"room\":\"r\",\"members\":[]}");
+    CASE(cm_encode_members(&b, "p", "r", &first),
+         "{\"type\":\"members\",\"id\":\"p\",\"room\":\"r\",\"members\":[{\"nickname\":\"n\","
+         "\"since\":1}],\"count\":250,\"cursor\":\"17\"}");
+    CASE(cm_encode_presence_diff(&b, "r", 3, "[{\"nickname\":\"a\",\"since\":1}]", NULL),
+         "{\"type\":\"presence_diff\",\"room\":\"r\",\"count\":3,\"joins\":[{\"nickname\":"
+         "\"a\",\"since\":1}],\"leaves\":[]}");
     CASE(cm_encode_error(&b, "9", CM_ERR_NOT_JOINED, "join first"),
          "{\"type\":\"error\",\"id\":\"9\",\"code\":\"not_joined\",\"message\":\"join first\"}");
     CASE(cm_encode_reconnect(&b, "shutdown", 1500),
@@ -919,10 +930,16 @@ static void test_encode_exact(void **state)
          "{\"type\":\"welcome\",\"session\":\"s\",\"gateway\":\"g\",\"limits\":{\"message_bytes\":"
          "4096,\"frame_bytes\":65536,\"rate_per_sec\":20,\"rooms\":100,\"rate_burst\":40,"
          "\"joins_per_sec\":10,\"send_queue_bytes\":1048576,\"max_conns_per_ip\":0,"
-         "\"max_connections\":100000}}");
-    CASE(cm_encode_joined(&b, "j", "r", "n", 3, "e", "[{\"nickname\":\"n\",\"since\":1}]", "[]", 1),
+         "\"max_connections\":100000,\"members_page\":100,\"presence_batch_above\":100,"
+         "\"presence_tick_ms\":200}}");
+    CASE(cm_encode_joined(&b, "j", "r", "n", 3, "e", &one, "[]", 1),
          "{\"type\":\"joined\",\"id\":\"j\",\"room\":\"r\",\"nickname\":\"n\",\"seq\":3,\"epoch\":"
-         "\"e\",\"recovered\":true,\"members\":[{\"nickname\":\"n\",\"since\":1}],\"history\":[]}");
+         "\"e\",\"recovered\":true,\"members\":[{\"nickname\":\"n\",\"since\":1}],\"count\":1,"
+         "\"history\":[]}");
+    CASE(cm_encode_joined(&b, NULL, "r", "n", 3, "e", &first, "[]", -1),
+         "{\"type\":\"joined\",\"room\":\"r\",\"nickname\":\"n\",\"seq\":3,\"epoch\":"
+         "\"e\",\"members\":[{\"nickname\":\"n\",\"since\":1}],\"count\":250,"
+         "\"members_cursor\":\"17\",\"history\":[]}");
 #undef CASE
     /* The headroom stayed in front of the data. */
     assert_ptr_equal(cm_sbuf_data(&b), b.mem + 16);
@@ -933,11 +950,12 @@ static void test_encode_fields(void **state)
 {
     struct cm_sbuf b;
     cm_sbuf_init(&b, 0);
+    static const struct cm_members_page nothing = {NULL, -1, NULL};
 
     cm_encode_joined(&b, NULL, "room.1",
                      "N\xc3\xad"
                      "ck",
-                     0, "ep", NULL, NULL, -1);
+                     0, "ep", &nothing, NULL, -1);
     cJSON *o = parse_back(&b);
     assert_str_field(o, "type", "joined");
     assert_str_field(o, "room", "room.1");
@@ -954,7 +972,7 @@ static void test_encode_fields(void **state)
     cJSON_Delete(o);
 
     cm_sbuf_reset(&b);
-    cm_encode_joined(&b, "x", "r", "n", CM_SEQ_MAX, "e", "[]",
+    cm_encode_joined(&b, "x", "r", "n", CM_SEQ_MAX, "e", &nothing,
                      "[{\"type\":\"message\",\"seq\":1},{\"type\":\"message\",\"seq\":2}]", 0);
     o = parse_back(&b);
     assert_true(cJSON_IsFalse(cJSON_GetObjectItem(o, "recovered")));
@@ -965,7 +983,7 @@ static void test_encode_fields(void **state)
     cJSON_Delete(o);
 
     cm_sbuf_reset(&b);
-    static const struct cm_limits lim = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    static const struct cm_limits lim = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
     cm_encode_welcome(&b, "sess", "gw", &lim);
     o = parse_back(&b);
     assert_str_field(o, "session", "sess");
@@ -980,7 +998,10 @@ static void test_encode_fields(void **state)
     assert_num_field(l, "send_queue_bytes", 7);
     assert_num_field(l, "max_conns_per_ip", 8);
     assert_num_field(l, "max_connections", 9);
-    assert_nfields(l, 9);
+    assert_num_field(l, "members_page", 10);
+    assert_num_field(l, "presence_batch_above", 11);
+    assert_num_field(l, "presence_tick_ms", 12);
+    assert_nfields(l, 12);
     assert_nfields(o, 4);
     cJSON_Delete(o);
     cm_sbuf_free(&b);

@@ -71,7 +71,8 @@ static void answer_join(const char *room, enum gw_store_status status, int64_t s
     int i = fake_store_find(FAKE_JOIN, room);
     assert_true(i >= 0);
     struct fake_call c = fake_store_take(i);
-    struct gw_store_joined j = {.seq = seq, .epoch = epoch, .recovered = -1};
+    struct gw_store_joined j = {.seq = seq, .epoch = epoch, .recovered = -1,
+                                .members = {.count = 1, .cursor = "0"}};
     ((gw_store_join_fn *)c.fn)(c.priv, status, status == GW_STORE_OK ? &j : NULL);
 }
 
