@@ -1145,6 +1145,66 @@ static void test_encode_numbers_and_nulls(void **state)
     cm_sbuf_free(&b);
 }
 
+/* Big rooms: members' cursor and join's presence mode. */
+static void test_decode_cursor_presence(void **state)
+{
+    struct cm_frame f;
+    decode_ok("{\"type\":\"members\",\"room\":\"r\"}", &f);
+    assert_string_equal(f.cursor, "0");
+    cm_frame_clear(&f);
+    decode_ok("{\"type\":\"members\",\"room\":\"r\",\"cursor\":\"18446744073709551615\"}", &f);
+    assert_string_equal(f.cursor, "18446744073709551615");
+    cm_frame_clear(&f);
+    EXPECT("{\"type\":\"members\",\"room\":\"r\",\"cursor\":5}", CM_ERR_BAD_REQUEST);
+    EXPECT("{\"type\":\"members\",\"room\":\"r\",\"cursor\":\"\"}", CM_ERR_BAD_REQUEST);
+    EXPECT("{\"type\":\"members\",\"room\":\"r\",\"cursor\":\"1a\"}", CM_ERR_BAD_REQUEST);
+    EXPECT("{\"type\":\"members\",\"room\":\"r\",\"cursor\":\"-1\"}", CM_ERR_BAD_REQUEST);
+    EXPECT("{\"type\":\"members\",\"room\":\"r\",\"cursor\":\"184467440737095516150\"}",
+           CM_ERR_BAD_REQUEST);
+
+    decode_ok("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\"}", &f);
+    assert_int_equal(f.presence, CM_PRESENCE_EVENTS);
+    cm_frame_clear(&f);
+    decode_ok("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\",\"presence\":\"diff\"}", &f);
+    assert_int_equal(f.presence, CM_PRESENCE_DIFF);
+    cm_frame_clear(&f);
+    decode_ok("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\",\"presence\":\"events\"}", &f);
+    assert_int_equal(f.presence, CM_PRESENCE_EVENTS);
+    cm_frame_clear(&f);
+    EXPECT("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\",\"presence\":\"all\"}",
+           CM_ERR_BAD_REQUEST);
+    EXPECT("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\",\"presence\":true}",
+           CM_ERR_BAD_REQUEST);
+}
+
+/* Presence frames as the scripts publish them, count spliced in last. */
+static void test_presence_decode(void **state)
+{
+    struct cm_presence p;
+    const char *join = "{\"type\":\"presence\",\"room\":\"r\",\"event\":\"join\",\"nickname\":"
+                       "\"b\\u00f6b\",\"ts\":17,\"count\":101}";
+    assert_int_equal(cm_presence_decode(join, strlen(join), &p), 0);
+    assert_true(p.join);
+    assert_string_equal(p.nickname, "b\xc3\xb6" "b");
+    assert_string_equal(p.reason, "");
+    assert_int_equal(p.ts, 17);
+    assert_int_equal(p.count, 101);
+    const char *leave = "{\"type\":\"presence\",\"room\":\"r\",\"event\":\"leave\",\"nickname\":"
+                        "\"x\",\"reason\":\"gateway_lost\",\"ts\":5}";
+    assert_int_equal(cm_presence_decode(leave, strlen(leave), &p), 0);
+    assert_false(p.join);
+    assert_string_equal(p.reason, "gateway_lost");
+    assert_int_equal(p.count, -1); /* from a worker that does not add it */
+    static const char *const bad[] = {
+        "{\"type\":\"message\",\"seq\":1}",
+        "{\"type\":\"presence\",\"event\":\"wave\",\"nickname\":\"x\"}",
+        "{\"type\":\"presence\",\"event\":\"join\"}",
+        "not json",
+    };
+    for (size_t i = 0; i < CM_ARRAY_LEN(bad); i++)
+        assert_int_equal(cm_presence_decode(bad[i], strlen(bad[i]), &p), -1);
+}
+
 /* Inputs that tests/fuzz finds crashing go here as cases of their own; 18
  * million runs of fuzz_frame_decode have found none so far. */
 
@@ -1158,6 +1218,8 @@ int main(void)
         cmocka_unit_test(test_decode_join),
         cmocka_unit_test(test_decode_message),
         cmocka_unit_test(test_decode_leave_members_ping),
+        cmocka_unit_test(test_decode_cursor_presence),
+        cmocka_unit_test(test_presence_decode),
         cmocka_unit_test(test_decode_history),
         cmocka_unit_test(test_decode_legacy),
         cmocka_unit_test(test_decode_whitespace_and_unknown_fields),
