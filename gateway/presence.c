@@ -7,7 +7,9 @@
  * --presence-batch-above members goes into the room's batch, and every
  * chat.v1 member receives the batch as one presence_diff at the next tick.
  * At or below that size, a member that joined with "presence":"diff" still
- * gets diffs, and the others get the frame at once, as before.
+ * gets diffs, and the others get the frame at once, as before. A member
+ * that joined with "presence":"count" gets, in a room of any size, only
+ * presence_count: the count after the tick's events, no names.
  *
  * A batch keeps one entry per nickname, the latest: a join then a leave in
  * one tick is a leave, a leave then a join is a join. Applied as "set
@@ -97,24 +99,42 @@ static struct gw_payload *batch_take(struct gw_room *room)
     return p;
 }
 
-/* Sends the batch, if any, to whoever it is for: every member when it
- * holds events of a big room, else those that asked for diffs. */
+static struct gw_payload *count_payload(const struct gw_room *room)
+{
+    struct cm_sbuf b;
+    cm_sbuf_init(&b, 0);
+    cm_encode_presence_count(&b, room->name, room->batch_count);
+    struct gw_payload *p = gw_payload_new(cm_sbuf_data(&b), b.len);
+    cm_sbuf_free(&b);
+    return p;
+}
+
+/* Sends the batch, if any, to whoever it is for: members that asked for
+ * the count get presence_count; the others a presence_diff, every one
+ * when it holds events of a big room, else those that asked for diffs. */
 static void flush(struct gw_server *srv, struct gw_room *room)
 {
     if (!room->batch)
         return;
     bool all = room->batch_all;
     room->batch_all = false;
-    struct gw_payload *p = batch_take(room);
+    struct gw_payload *diff = batch_take(room), *count = NULL;
     srv->m.presence_diffs++;
     room->busy++; /* a 1013 close may take members out while we walk them */
     for (struct gw_member *m = room->members, *next; m; m = next) {
         next = m->room_next;
-        if (all || m->presence == CM_PRESENCE_DIFF)
-            gw_member_deliver(m, p);
+        if (m->presence == CM_PRESENCE_COUNT) {
+            if (!count)
+                count = count_payload(room);
+            gw_member_deliver(m, count);
+        } else if (all || m->presence == CM_PRESENCE_DIFF) {
+            gw_member_deliver(m, diff);
+        }
     }
     room->busy--;
-    gw_payload_unref(p);
+    gw_payload_unref(diff);
+    if (count)
+        gw_payload_unref(count);
 }
 
 bool gw_presence_on_frame(struct gw_server *srv, struct gw_room *room, const char *data,
@@ -135,15 +155,15 @@ bool gw_presence_on_frame(struct gw_server *srv, struct gw_room *room, const cha
     }
     if (room->batch_all)
         flush(srv, room); /* everyone's events go out before this one */
-    if (room->ndiff > 0)
+    if (room->nbatched > 0)
         batch_add(srv, room, &ev);
-    if (room->ndiff == room->nmembers)
+    if (room->nbatched == room->nmembers)
         return true;
     struct gw_payload *p = gw_payload_new(data, len);
     room->busy++;
     for (struct gw_member *m = room->members, *next; m; m = next) {
         next = m->room_next;
-        if (m->presence != CM_PRESENCE_DIFF)
+        if (m->presence == CM_PRESENCE_EVENTS)
             gw_member_deliver(m, p);
     }
     room->busy--;

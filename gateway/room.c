@@ -59,8 +59,8 @@ void gw_room_add_member(struct gw_server *srv, const char *name, struct gw_membe
         room->members->room_prev = m;
     room->members = m;
     room->nmembers++;
-    if (m->presence == CM_PRESENCE_DIFF)
-        room->ndiff++;
+    if (m->presence != CM_PRESENCE_EVENTS)
+        room->nbatched++;
     if (room->subscribed)
         gw_member_send_join(m);
     /* else: joins are sent when the subscription is confirmed */
@@ -81,8 +81,8 @@ void gw_room_remove_member(struct gw_member *m)
     m->room = NULL;
     m->room_prev = m->room_next = NULL;
     room->nmembers--;
-    if (m->presence == CM_PRESENCE_DIFF)
-        room->ndiff--;
+    if (m->presence != CM_PRESENCE_EVENTS)
+        room->nbatched--;
     if (room->nmembers == 0) {
         /* The last one out: the store unsubscribes (or, if the subscription
          * is still being confirmed, once it is). */

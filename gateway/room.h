@@ -23,10 +23,10 @@ struct gw_room {
     unsigned busy;        /* iterating its members: do not free */
     unsigned generation;  /* bumped on every confirmed SUBSCRIBE */
     char epoch[CM_EPOCH_MAX + 1];
-    size_t ndiff;         /* local members that asked for presence_diff */
+    size_t nbatched;      /* local members that asked for presence_diff or _count */
     struct gw_presence_ev *batch; /* presence not yet sent, by nickname (presence.c) */
     int64_t batch_count;  /* the room's member count after the latest presence frame */
-    bool batch_all;       /* the batch is for every member, not only ndiff's */
+    bool batch_all;       /* the batch is for every member, not only nbatched's */
     bool batch_queued;    /* on srv->presence_dirty until the next tick */
     struct gw_room *presence_next;
     UT_hash_handle hh;    /* srv->rooms by name */

@@ -59,6 +59,7 @@ enum cm_frame_type {
 enum cm_presence_mode {
     CM_PRESENCE_EVENTS, /* default: one presence frame per event, batched in big rooms */
     CM_PRESENCE_DIFF,   /* always one presence_diff per room per tick */
+    CM_PRESENCE_COUNT,  /* only the count: one presence_count per room per tick */
 };
 
 struct cm_frame {
@@ -165,6 +166,8 @@ void cm_encode_members(struct cm_sbuf *b, const char *id, const char *room,
  * the arrays are raw JSON ({"nickname","since"} and {"nickname","reason","ts"}). */
 void cm_encode_presence_diff(struct cm_sbuf *b, const char *room, int64_t count,
                              const char *joins_json, const char *leaves_json);
+/* {"type":"presence_count","room","count"} */
+void cm_encode_presence_count(struct cm_sbuf *b, const char *room, int64_t count);
 void cm_encode_pong(struct cm_sbuf *b, const char *id);
 void cm_encode_error(struct cm_sbuf *b, const char *id, enum cm_err code, const char *message);
 void cm_encode_reconnect(struct cm_sbuf *b, const char *reason, int64_t after_ms);

@@ -438,7 +438,7 @@ static int decode_cursor(const cJSON *root, struct cm_frame *out, struct cm_deco
     return 0;
 }
 
-/* A join's presence mode: "events" (the default) or "diff". */
+/* A join's presence mode: "events" (the default), "diff" or "count". */
 static int decode_presence(const cJSON *root, struct cm_frame *out, struct cm_decode_error *err)
 {
     const char *s;
@@ -450,8 +450,11 @@ static int decode_presence(const cJSON *root, struct cm_frame *out, struct cm_de
         out->presence = CM_PRESENCE_EVENTS;
     else if (r > 0 && strcmp(s, "diff") == 0)
         out->presence = CM_PRESENCE_DIFF;
+    else if (r > 0 && strcmp(s, "count") == 0)
+        out->presence = CM_PRESENCE_COUNT;
     else
-        return fail(err, CM_ERR_BAD_REQUEST, "presence must be \"events\" or \"diff\"");
+        return fail(err, CM_ERR_BAD_REQUEST,
+                    "presence must be \"events\", \"diff\" or \"count\"");
     return 0;
 }
 
@@ -808,6 +811,14 @@ void cm_encode_member(struct cm_sbuf *b, const char *session, const char *mid, c
     put_str_field(b, ",\"mid\":", mid);
     put_str_field(b, ",\"gateway\":", gateway);
     put_int_field(b, ",\"since\":", since);
+    put_end(b);
+}
+
+void cm_encode_presence_count(struct cm_sbuf *b, const char *room, int64_t count)
+{
+    put_head(b, "presence_count", NULL);
+    put_str_field(b, ",\"room\":", room);
+    put_int_field(b, ",\"count\":", count);
     put_end(b);
 }
 

@@ -1,7 +1,8 @@
 // Batched presence (issue 13). In a room of more members than
 // --presence-batch-above, every chat.v1 member gets joins and leaves as one
 // presence_diff per room per tick, carrying the room's member count; a
-// member that joined with "presence":"diff" gets diffs in any room. Applied
+// member that joined with "presence":"diff" gets diffs in any room, and one
+// that joined with "presence":"count" only presence_count. Applied
 // in order, diffs and presence frames add up to the true member list and
 // count. Below the threshold a client that did not ask gets one presence
 // frame per event, as before (now with the count).
@@ -38,19 +39,23 @@ test('diffs add up to the true member list, across the threshold both ways', { t
   const oldView = new MemberView(await old.join(room, 'old'));
   const asked = await connect(gw2.url);
   const askedView = new MemberView(await asked.join(room, 'asked', { presence: 'diff' }));
+  const counter = await connect(gw1.url);
+  await counter.join(room, 'counter', { presence: 'count' });
+  const lastCount = () => counter.frames.filter((f) => f.type === 'presence_count').at(-1)?.count;
 
-  // 12 join at once, over both gateways: 14 members, well above 5.
+  // 12 join at once, over both gateways: 15 members, well above 5.
   const joiners = await Promise.all(Array.from({ length: 12 }, (_, i) =>
     connect(cl.gateways[i % 2].url).then(async (c) => {
       await c.join(room, `j${i + 1}`);
       return c;
     })));
   let truth = await converge(oldView, old, room);
-  assert.equal(truth.count, 14);
+  assert.equal(truth.count, 15);
   await converge(askedView, asked, room);
+  await waitFor(() => lastCount() === 15, { timeoutMs: 5000, what: 'presence_count 15' });
 
-  // 9 go (leave, close, reset): down to 5, at the threshold again.
-  for (let i = 0; i < 9; i++) {
+  // 10 go (leave, close, reset): down to 5, at the threshold again.
+  for (let i = 0; i < 10; i++) {
     const c = joiners[i];
     if (i % 3 === 0) c.send({ type: 'leave', room });
     else if (i % 3 === 1) c.close();
@@ -59,6 +64,9 @@ test('diffs add up to the true member list, across the threshold both ways', { t
   truth = await converge(oldView, old, room);
   assert.equal(truth.count, 5);
   await converge(askedView, asked, room);
+  await waitFor(() => lastCount() === 5, { timeoutMs: 5000, what: 'presence_count 5' });
+  assert.deepEqual(counter.frames.filter((f) => f.type === 'presence' || f.type === 'presence_diff'), [],
+    'the count only, no names');
 
   // The client that did not ask got diffs for the events of the big room
   // only: every single presence frame it got was of a room at or below the
@@ -71,8 +79,8 @@ test('diffs add up to the true member list, across the threshold both ways', { t
   }
   // The client that asked got nothing but diffs, fewer than the events.
   assert.equal(asked.frames.filter((f) => f.type === 'presence').length, 0);
-  assert.ok(askedView.diffs > 0 && askedView.diffs < 12 + 9,
-    `batched: ${askedView.diffs} diffs for 21 joins and leaves`);
+  assert.ok(askedView.diffs > 0 && askedView.diffs < 13 + 10,
+    `batched: ${askedView.diffs} diffs for 23 joins and leaves`);
   for (const f of asked.frames.filter((x) => x.type === 'presence_diff')) {
     assert.equal(f.room, room);
     assert.ok(f.joins.length + f.leaves.length > 0, 'no empty diff');
@@ -113,7 +121,7 @@ test('below the threshold a client that did not ask is served as before', { time
   assert.ok(view.diffs > 0);
 });
 
-test('presence must be "events" or "diff"', { timeout: 10000 }, async () => {
+test('presence must be "events", "diff" or "count"', { timeout: 10000 }, async () => {
   const c = await connect(cl.gateways[0].url);
   const f = await c.request({ type: 'join', room: uniqueRoom('bad'), nickname: 'x', presence: 'all' });
   assert.equal(f.type, 'error');

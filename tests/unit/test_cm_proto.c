@@ -911,6 +911,8 @@ static void test_encode_exact(void **state)
     CASE(cm_encode_members(&b, "p", "r", &first),
          "{\"type\":\"members\",\"id\":\"p\",\"room\":\"r\",\"members\":[{\"nickname\":\"n\","
          "\"since\":1}],\"count\":250,\"cursor\":\"17\"}");
+    CASE(cm_encode_presence_count(&b, "r", 3),
+         "{\"type\":\"presence_count\",\"room\":\"r\",\"count\":3}");
     CASE(cm_encode_presence_diff(&b, "r", 3, "[{\"nickname\":\"a\",\"since\":1}]", NULL),
          "{\"type\":\"presence_diff\",\"room\":\"r\",\"count\":3,\"joins\":[{\"nickname\":"
          "\"a\",\"since\":1}],\"leaves\":[]}");
@@ -1170,6 +1172,9 @@ static void test_decode_cursor_presence(void **state)
     cm_frame_clear(&f);
     decode_ok("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\",\"presence\":\"events\"}", &f);
     assert_int_equal(f.presence, CM_PRESENCE_EVENTS);
+    cm_frame_clear(&f);
+    decode_ok("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\",\"presence\":\"count\"}", &f);
+    assert_int_equal(f.presence, CM_PRESENCE_COUNT);
     cm_frame_clear(&f);
     EXPECT("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\",\"presence\":\"all\"}",
            CM_ERR_BAD_REQUEST);

@@ -129,14 +129,14 @@ static bool logged(const char *line)
     return fake_store_logged(line, 0) >= 0;
 }
 
-/* A second member of a subscribed room, joined with "presence":"diff". */
-static struct gw_member *join_diff(struct gw_session *s, const char *room)
+/* A second member of a subscribed room, joined with "presence":mode. */
+static struct gw_member *join_mode(struct gw_session *s, const char *room, const char *mode)
 {
     char buf[256];
     struct cm_frame f;
     struct cm_decode_error err;
     snprintf(buf, sizeof(buf), "{\"type\":\"join\",\"room\":\"%s\",\"nickname\":\"%s\","
-             "\"presence\":\"diff\"}", room, s->id);
+             "\"presence\":\"%s\"}", room, s->id, mode);
     assert_int_equal(cm_frame_decode(buf, strlen(buf), 1000, &f, &err), 0);
     struct gw_member *m = gw_member_join(s, &f);
     cm_frame_clear(&f);
@@ -424,7 +424,7 @@ static void test_presence_batched_in_big_room(void **state)
     srv.cfg.presence_batch_above = 2;
     struct gw_session *a = fake_session_new(&srv, "a"), *b = fake_session_new(&srv, "b");
     joined(a, "r", 0);
-    join_diff(b, "r");
+    join_mode(b, "r", "diff");
     presence("r", "join", "x", 3);
     presence("r", "join", "y", 4);
     presence("r", "leave", "x", 3);
@@ -447,13 +447,36 @@ static void test_presence_small_room(void **state)
     srv.cfg.presence_batch_above = 5;
     struct gw_session *a = fake_session_new(&srv, "a"), *b = fake_session_new(&srv, "b");
     joined(a, "r", 0);
-    join_diff(b, "r");
+    join_mode(b, "r", "diff");
     presence("r", "join", "x", 3);
     assert_int_equal(count_sent(a, "{\"type\":\"presence\",\"room\":\"r\",\"event\":\"join\""), 1);
     assert_int_equal(count_sent(b, "presence"), 0);
     gw_presence_tick(&srv);
     assert_int_equal(count_sent(b, "\"joins\":[{\"nickname\":\"x\""), 1);
     assert_int_equal(count_sent(a, "presence_diff"), 0);
+}
+
+/* A member that asked for the count gets presence_count once per tick, in
+ * a room of any size, and no names. */
+static void test_presence_count_only(void **state)
+{
+    srv.cfg.presence_batch_above = 5;
+    struct gw_session *a = fake_session_new(&srv, "a"), *c = fake_session_new(&srv, "c");
+    joined(a, "r", 0);
+    join_mode(c, "r", "count");
+    presence("r", "join", "x", 3);
+    presence("r", "join", "y", 4);
+    assert_int_equal(count_sent(c, "presence"), 0);
+    gw_presence_tick(&srv);
+    assert_int_equal(count_sent(c, "{\"type\":\"presence_count\",\"room\":\"r\",\"count\":4}"), 1);
+    assert_int_equal(count_sent(c, "presence"), 1);
+    assert_int_equal(count_sent(a, "presence_count"), 0);
+    srv.cfg.presence_batch_above = 2; /* big now: a gets a diff, c still only the count */
+    presence("r", "leave", "x", 3);
+    gw_presence_tick(&srv);
+    assert_int_equal(count_sent(c, "\"count\":3}"), 1);
+    assert_int_equal(count_sent(c, "presence_diff"), 0);
+    assert_int_equal(count_sent(a, "presence_diff"), 1);
 }
 
 /* Crossing the threshold sends what is batched first: no member gets two
@@ -514,6 +537,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reassert_skips_joining, setup, teardown),
         cmocka_unit_test_setup_teardown(test_presence_batched_in_big_room, setup, teardown),
         cmocka_unit_test_setup_teardown(test_presence_small_room, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_presence_count_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_presence_crossing_keeps_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room_kept_for_batch_subscribes_again, setup,
                                         teardown),
