@@ -4,12 +4,14 @@
 # latency-versus-load plot to results/<timestamp>/.
 #
 #   tools/bench.sh [--quick] [--bin-dir DIR] [--build-dir DIR] [--out DIR] [--no-perf]
+#                  [--big-rooms]
 #
 #   --quick          a few seconds per run and smaller counts: checks the script
 #   --bin-dir DIR    use chat-gateway, chat-worker and chat-bench from DIR (no build)
 #   --build-dir DIR  where to build (Release) [/tmp/build-bench]
 #   --out DIR        results directory [results/<UTC timestamp>]
 #   --no-perf        skip the perf profile of a gateway
+#   --big-rooms      only the big-room runs (issue 13), no perf profile
 #
 # The cluster: redis-server on a free loopback port with persistence off
 # (--save '' --appendonly no: the throughput of the scripts, not of the
@@ -23,7 +25,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
-quick=0 bin_dir="" build_dir=/tmp/build-bench out="" perf_on=1
+quick=0 bin_dir="" build_dir=/tmp/build-bench out="" perf_on=1 big_only=0
 while (($#)); do
   case "$1" in
     --quick) quick=1; shift ;;
@@ -31,6 +33,7 @@ while (($#)); do
     --build-dir) build_dir=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-perf) perf_on=0; shift ;;
+    --big-rooms) big_only=1 perf_on=0; shift ;;
     -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -198,6 +201,11 @@ fi
 both="$gw1_url,$gw2_url"
 redis_hp=127.0.0.1:$redis_port
 
+# The gateway keeps FD_RESERVE (256) descriptors for itself and answers 503
+# past the rest (gateway/main.c); chat-bench needs a few of its own too.
+fit=$((nofile - 300))
+
+if ((!big_only)); then
 # Fan-out: 1,000 clients in 10 rooms over two gateways, 100-byte messages;
 # each message reaches 100 members, so deliveries/s = 100 x messages/s.
 # From light load to past what this machine carries: efficiency and
@@ -225,9 +233,6 @@ idle_run() { # name count rooms hold [gateway option...]
     --pids "$name=$gw_pid" --quiet
   stop_pid "$gw_pid"
 }
-# The gateway keeps FD_RESERVE (256) descriptors for itself and answers 503
-# past the rest (gateway/main.c); chat-bench needs a few of its own too.
-fit=$((nofile - 300))
 if ((idle_n > fit)); then
   echo "==> note: $idle_n connections do not fit under the fd limit $nofile: using $fit"
   idle_n=$fit
@@ -244,6 +249,7 @@ else
   echo "{\"mode\":\"idle\",\"skipped\":\"$idle_big connections need more file descriptors than the hard limit $nofile, which this user cannot raise\",\"connections\":$idle_big}" \
     >"$out/idle-50k.json"
 fi
+fi # big_only
 
 # Big rooms (issue 13): clients that all join one room. A fresh gateway per
 # run, the clients asking for the member count only ("presence":"count",
