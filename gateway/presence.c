@@ -143,9 +143,13 @@ bool gw_presence_on_frame(struct gw_server *srv, struct gw_room *room, const cha
     struct cm_presence ev;
     if (cm_presence_decode(data, len, &ev) != 0)
         return false;
+    /* A frame without a count comes from a script of an older release
+     * (a rolling upgrade): every presence frame is one member more or
+     * less, so the count we know follows it; unknown, the room is small. */
+    if (ev.count < 0 && room->batch_count >= 0)
+        ev.count = room->batch_count + (ev.join ? 1 : -1);
     if (ev.count >= 0)
         room->batch_count = ev.count;
-    /* A frame without a count (from an older worker) counts as small. */
     if (ev.count > srv->cfg.presence_batch_above) {
         if (!room->batch_all)
             flush(srv, room); /* diff members' events go out before everyone's */

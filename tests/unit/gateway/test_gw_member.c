@@ -479,6 +479,21 @@ static void test_presence_count_only(void **state)
     assert_int_equal(count_sent(a, "presence_diff"), 1);
 }
 
+/* A frame without a count (a script of an older release) moves the count
+ * we know by one. */
+static void test_presence_without_count(void **state)
+{
+    srv.cfg.presence_batch_above = 2;
+    struct gw_session *a = fake_session_new(&srv, "a");
+    joined(a, "r", 0);
+    presence("r", "join", "x", 3);
+    const char *old = "{\"type\":\"presence\",\"room\":\"r\",\"event\":\"join\","
+                      "\"nickname\":\"y\",\"ts\":7}";
+    gw_room_on_message(&srv, "r", old, strlen(old));
+    gw_presence_tick(&srv);
+    assert_int_equal(count_sent(a, "\"count\":4,"), 1);
+}
+
 /* Crossing the threshold sends what is batched first: no member gets two
  * events of one nickname out of order. */
 static void test_presence_crossing_keeps_order(void **state)
@@ -538,6 +553,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_presence_batched_in_big_room, setup, teardown),
         cmocka_unit_test_setup_teardown(test_presence_small_room, setup, teardown),
         cmocka_unit_test_setup_teardown(test_presence_count_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_presence_without_count, setup, teardown),
         cmocka_unit_test_setup_teardown(test_presence_crossing_keeps_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room_kept_for_batch_subscribes_again, setup,
                                         teardown),
