@@ -251,12 +251,14 @@ else
 fi
 fi # big_only
 
-# Big rooms (issue 13): clients that all join one room. A fresh gateway per
-# run, the clients asking for the member count only ("presence":"count",
-# docs/PROTOCOL.md), Redis's and the gateway's CPU measured over the run:
-# divided by the joins, what one join costs as the room grows. Between runs
-# the previous room's members are waited out (the worker removes them when
-# the gateway stops), so one run's cleanup is not counted in the next.
+# Big rooms (issue 13): the same number of joins into rooms of 10, 1,000
+# and 10,000 members (the clients over N/size rooms), so that what one join
+# costs can be compared as the room grows: Redis's and the gateway's CPU
+# over the run, divided by the joins. A fresh gateway per run; the clients
+# ask for the member count only ("presence":"count", docs/PROTOCOL.md).
+# Between runs the previous rooms' members are waited out (the worker
+# removes them when the gateway stops), so that one run's cleanup is not
+# counted in the next.
 room_empty() { # prefix: waits until no member hash of rooms named prefix-* is left
   for _ in $(seq 600); do
     [ -z "$(redis-cli -p "$redis_port" --scan --pattern "chat:{$1-*}:members" | head -1)" ] && return 0
@@ -264,23 +266,23 @@ room_empty() { # prefix: waits until no member hash of rooms named prefix-* is l
   done
   echo "    (members of $1-* still listed after 60 s)"
 }
-bigroom_run() { # name count presence
-  local name=$1 count=$2 presence=$3
+bigroom_run() { # name clients rooms presence
+  local name=$1 count=$2 rooms=$3 presence=$4
   start_gateway "$name"
-  bench "$name" idle --url "$gw_url" --clients "$count" --rooms 1 --duration "$hold" \
+  bench "$name" idle --url "$gw_url" --clients "$count" --rooms "$rooms" --duration "$hold" \
     --presence "$presence" --room-prefix "$name" --pids "$name=$gw_pid,redis=$redis_pid" --quiet
   stop_pid "$gw_pid"
   room_empty "$name"
 }
 big_n=$((quick ? 2000 : 10000))
 ((big_n > fit)) && big_n=$fit
-for n in 10 1000 "$big_n"; do
-  bigroom_run "bigroom-$n" "$n" count
+for size in 10 1000 "$big_n"; do
+  bigroom_run "bigroom-$size" "$big_n" $((big_n / size)) count
 done
-# The same room filled by clients that want every join as a presence_diff:
-# what batching costs when every member is told of every other.
-bigroom_run "bigroom-diff-$((big_n / 5))" "$((big_n / 5))" diff
-# A drop of half of such a room at once, rejoining with since.
+# One room filled by clients that want every join as a presence_diff: what
+# batching costs when every member is told of every other (n^2/2 names).
+bigroom_run "bigroom-diff-$((big_n / 5))" "$((big_n / 5))" 1 diff
+# A drop of half of a big room at once, rejoining with since.
 bench bigroom-storm storm --url "$both" --clients "$((big_n / 2))" --rooms 1 --senders 2 \
   --rate 20 --duration "$dur" --presence count --room-prefix bigroom-storm --pids "$servers" --quiet
 
