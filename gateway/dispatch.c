@@ -157,15 +157,11 @@ static void on_members(void *priv, enum gw_store_status status,
     struct gw_reply_to *req = priv;
     struct gw_session *s = req->session;
     if (s->wsi && status == GW_STORE_OK) {
-        struct cm_sbuf items, b;
-        cm_sbuf_init(&items, 0);
+        struct cm_sbuf b;
         cm_sbuf_init(&b, 0);
-        gw_strs_put_json(&items, &members->items);
-        const struct cm_members_page page = {cm_sbuf_data(&items), members->count,
-                                             members->cursor};
+        const struct cm_members_page page = {members->json, members->count, members->cursor};
         cm_encode_members(&b, gw_reply_to_id(req), req->room, &page);
         gw_session_send_sbuf(s, &b);
-        cm_sbuf_free(&items);
         cm_sbuf_free(&b);
     } else if (s->wsi) {
         gw_session_send_error(s, gw_reply_to_id(req), CM_ERR_UNAVAILABLE, "members unavailable");

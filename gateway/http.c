@@ -145,21 +145,29 @@ static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
 
 /* ---- room API ---- */
 
-/* {"room":...,"<field>":[...]}, and for a members page "count" and (when
- * more pages follow) "cursor". */
-static void api_answer(struct gw_http_req *req, const char *field, const struct gw_strs *items,
-                       const struct gw_store_members *page)
+/* {"room":...,"messages":[...]} */
+static void api_answer(struct gw_http_req *req, const struct gw_strs *items)
 {
     cm_sbuf_reset(&req->body);
     cm_sbuf_puts(&req->body, "{\"room\":");
     cm_sbuf_put_json_str(&req->body, req->room, strlen(req->room));
-    cm_sbuf_printf(&req->body, ",\"%s\":", field);
+    cm_sbuf_puts(&req->body, ",\"messages\":");
     gw_strs_put_json(&req->body, items);
-    if (page) {
-        cm_sbuf_printf(&req->body, ",\"count\":%lld", (long long)page->count);
-        if (strcmp(page->cursor, "0") != 0)
-            cm_sbuf_printf(&req->body, ",\"cursor\":\"%s\"", page->cursor);
-    }
+    cm_sbuf_puts(&req->body, "}");
+    req_answer(req, 200, "application/json");
+}
+
+/* {"room":...,"members":[...],"count":N}, and "cursor" when more pages follow. */
+static void api_answer_members(struct gw_http_req *req, const struct gw_store_members *page)
+{
+    cm_sbuf_reset(&req->body);
+    cm_sbuf_puts(&req->body, "{\"room\":");
+    cm_sbuf_put_json_str(&req->body, req->room, strlen(req->room));
+    cm_sbuf_puts(&req->body, ",\"members\":");
+    cm_sbuf_puts(&req->body, page->json);
+    cm_sbuf_printf(&req->body, ",\"count\":%lld", (long long)page->count);
+    if (strcmp(page->cursor, "0") != 0)
+        cm_sbuf_printf(&req->body, ",\"cursor\":\"%s\"", page->cursor);
     cm_sbuf_puts(&req->body, "}");
     req_answer(req, 200, "application/json");
 }
@@ -169,7 +177,7 @@ static void on_api_history(void *priv, enum gw_store_status status,
 {
     struct gw_http_req *req = priv;
     if (status == GW_STORE_OK)
-        api_answer(req, "messages", &h->items, NULL);
+        api_answer(req, &h->items);
     else
         req_json_error(req, 503, "unavailable", "the broker is unreachable");
     req_unref(req);
@@ -180,7 +188,7 @@ static void on_api_members(void *priv, enum gw_store_status status,
 {
     struct gw_http_req *req = priv;
     if (status == GW_STORE_OK)
-        api_answer(req, "members", &members->items, members);
+        api_answer_members(req, members);
     else
         req_json_error(req, 503, "unavailable", "the broker is unreachable");
     req_unref(req);

@@ -183,7 +183,7 @@ int gw_store_history_after(struct gw_store *st, const char *room, int64_t after,
 
 /* ---- membership ---- */
 
-/* {..., {member...}, count, cursor} at element i of a script's reply. */
+/* {..., {nickname, value...}, count, cursor} at element i of a script's reply. */
 static bool page_valid(const redisReply *r, size_t i)
 {
     return r->element[i]->type == REDIS_REPLY_ARRAY &&
@@ -191,9 +191,41 @@ static bool page_valid(const redisReply *r, size_t i)
            r->element[i + 2]->type == REDIS_REPLY_STRING;
 }
 
-static void page_of(redisReply **e, struct gw_store_members *out)
+/* The "since" of a stored member value (cm_encode_member writes it as a
+ * plain number); 0 if it has none. */
+static long long since_of(const redisReply *value)
 {
-    strs_of(e[0], &out->items);
+    static const char key[] = "\"since\":";
+    if (value->type != REDIS_REPLY_STRING)
+        return 0;
+    const char *p = memmem(value->str, value->len, key, sizeof(key) - 1);
+    return p ? strtoll(p + sizeof(key) - 1, NULL, 10) : 0;
+}
+
+/* Pairs of nickname and stored value, as the scripts return them, made
+ * into the JSON array clients see: [{"nickname","since"},...]. The
+ * scripts leave this to us so that a member costs Redis only its reply. */
+static void members_json(const redisReply *pairs, struct cm_sbuf *b)
+{
+    cm_sbuf_puts(b, "[");
+    for (size_t i = 0; i + 1 < pairs->elements; i += 2) {
+        const redisReply *name = pairs->element[i];
+        if (name->type != REDIS_REPLY_STRING)
+            continue;
+        if (b->len > 1)
+            cm_sbuf_puts(b, ",");
+        cm_sbuf_puts(b, "{\"nickname\":");
+        cm_sbuf_put_json_str(b, name->str, name->len);
+        cm_sbuf_printf(b, ",\"since\":%lld}", since_of(pairs->element[i + 1]));
+    }
+    cm_sbuf_puts(b, "]");
+}
+
+/* A page from {pairs, count, cursor}; out->json points into b. */
+static void page_of(redisReply **e, struct cm_sbuf *b, struct gw_store_members *out)
+{
+    members_json(e[0], b);
+    out->json = cm_sbuf_data(b);
     out->count = e[1]->integer;
     out->cursor = e[2]->str;
 }
@@ -210,6 +242,8 @@ static void on_join(redisReply *reply, void *priv)
     struct req *r = priv;
     enum gw_store_status status = status_of(reply, "join");
     struct gw_store_joined j = {0};
+    struct cm_sbuf members;
+    cm_sbuf_init(&members, 0);
     if (status == GW_STORE_OK && !join_reply_valid(reply))
         status = GW_STORE_REFUSED;
     if (status == GW_STORE_OK) {
@@ -218,11 +252,11 @@ static void on_join(redisReply *reply, void *priv)
         j.epoch = e[1]->type == REDIS_REPLY_STRING ? e[1]->str : "";
         j.recovered = (int)e[2]->integer;
         strs_of(e[3], &j.history);
-        page_of(e + 4, &j.members);
+        page_of(e + 4, &members, &j.members);
     }
     ((gw_store_join_fn *)r->fn)(r->priv, status, status == GW_STORE_OK ? &j : NULL);
     free(j.history.s);
-    free(j.members.items.s);
+    cm_sbuf_free(&members);
     free(r);
 }
 
@@ -274,7 +308,9 @@ static void on_members(redisReply *reply, void *priv)
     struct req *r = priv;
     enum gw_store_status status = status_of(reply, "members");
     struct gw_store_members page = {0};
-    /* {count, cursor, {member...}}: reordered to the join's shape */
+    struct cm_sbuf json;
+    cm_sbuf_init(&json, 0);
+    /* {count, cursor, {nickname, value...}} */
     if (status == GW_STORE_OK &&
         !(reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
           reply->element[0]->type == REDIS_REPLY_INTEGER &&
@@ -282,12 +318,13 @@ static void on_members(redisReply *reply, void *priv)
           reply->element[2]->type == REDIS_REPLY_ARRAY))
         status = GW_STORE_REFUSED;
     if (status == GW_STORE_OK) {
-        strs_of(reply->element[2], &page.items);
+        members_json(reply->element[2], &json);
+        page.json = cm_sbuf_data(&json);
         page.count = reply->element[0]->integer;
         page.cursor = reply->element[1]->str;
     }
     ((gw_store_members_fn *)r->fn)(r->priv, status, status == GW_STORE_OK ? &page : NULL);
-    free(page.items.s);
+    cm_sbuf_free(&json);
     free(r);
 }
 

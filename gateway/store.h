@@ -124,9 +124,9 @@ struct gw_store_join {
     const char *epoch; /* the epoch since was seen in ("": current) */
     int history;       /* recent messages wanted when not recovering */
 };
-/* A page of a room's members, {"nickname","since"} each. */
+/* A page of a room's members. */
 struct gw_store_members {
-    struct gw_strs items;
+    const char *json;   /* a JSON array of {"nickname","since"} */
     int64_t count;      /* the room's members when the page was read */
     const char *cursor; /* the next page's; "0" when this was the last */
 };

@@ -22,7 +22,10 @@
 -- The presence join goes out with the room's member count spliced in as
 -- its last field, "count", so every gateway knows the count without asking.
 -- Returns {seq, epoch, recovered (-1 not asked, 0, 1), {history...},
--- {members...}, count, cursor ('0': the list is complete)}.
+-- {nickname, value, nickname, value...}, count, cursor ('0': the list is
+-- complete)}. The members go back as Redis gave them, pairs of a nickname
+-- and its stored value: the gateway makes them into what clients see, so
+-- that each member costs this script nothing but the reply.
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[5]
@@ -64,21 +67,12 @@ if recovered ~= 1 then
   end
 end
 
--- A member as clients see it, {"nickname","since"}, without decoding the
--- stored value: its "since" is a plain number (cm_encode_member).
-local members = {}
-local function add(name, value)
-  members[#members + 1] = '{"nickname":' .. cjson.encode(name) .. ',"since":' ..
-    (string.match(value, '"since":(%d+)') or '0') .. '}'
-end
 local page = tonumber(ARGV[11])
-local cursor = '0'
+local members, cursor
 if count <= page then
-  local all = redis.call('HGETALL', KEYS[3])
-  for i = 1, #all, 2 do add(all[i], all[i + 1]) end
+  members, cursor = redis.call('HGETALL', KEYS[3]), '0'
 else
   local r = redis.call('HSCAN', KEYS[3], '0', 'COUNT', page)
-  cursor = r[1]
-  for i = 1, #r[2], 2 do add(r[2][i], r[2][i + 1]) end
+  members, cursor = r[2], r[1]
 end
 return {seq, epoch, recovered, history, members, count, cursor}
