@@ -126,8 +126,8 @@ struct gw_server {
     struct gw_session *ka_live;   /* keepalive: not pinged since they spoke, oldest first */
     struct gw_session *ka_pinged; /* pinged and silent since, oldest first */
     uv_timer_t ka_timer;
-    uv_timer_t presence_timer;        /* every --presence-tick-ms: gw_presence_tick */
-    struct gw_room *presence_dirty;   /* rooms with presence batched for the tick */
+    uv_timer_t presence_timer;      /* every --presence-tick-ms: gw_presence_tick */
+    struct gw_room *presence_dirty; /* rooms with presence batched for the tick */
     uv_signal_t sigterm, sigint;
     struct cm_limits limits;
     struct gw_metrics m;

@@ -186,10 +186,9 @@ static void joined(struct gw_member *m, const struct gw_store_joined *j)
         cm_sbuf_init(&history, 0);
         cm_sbuf_init(&b, 0);
         gw_strs_put_json(&history, &j->history);
-        const struct cm_members_page page = {j->members.json, j->members.count,
-                                             j->members.cursor};
-        cm_encode_joined(&b, m->join.has_id ? m->join.id : NULL, m->room_name, m->nickname,
-                         j->seq, j->epoch, &page, cm_sbuf_data(&history), j->recovered);
+        const struct cm_members_page page = {j->members.json, j->members.count, j->members.cursor};
+        cm_encode_joined(&b, m->join.has_id ? m->join.id : NULL, m->room_name, m->nickname, j->seq,
+                         j->epoch, &page, cm_sbuf_data(&history), j->recovered);
         gw_session_send_sbuf(s, &b);
         cm_sbuf_free(&history);
         cm_sbuf_free(&b);

@@ -22,7 +22,7 @@
 #define CM_HISTORY_LIMIT 500
 #define CM_MESSAGE_BYTES_DEFAULT 4096
 #define CM_SEQ_MAX 9007199254740991LL /* 2^53 - 1: exact in every JSON reader */
-#define CM_CURSOR_MAX 20        /* digits of a members cursor (an HSCAN cursor, 64 bits) */
+#define CM_CURSOR_MAX 20              /* digits of a members cursor (an HSCAN cursor, 64 bits) */
 
 /* Error codes of the protocol, in the order of docs/PROTOCOL.md. */
 enum cm_err {
@@ -183,11 +183,11 @@ void cm_encode_message_tail(struct cm_sbuf *b, const char *room, const char *nic
                             const char *message, size_t message_len);
 /* A presence frame as the scripts publish it on a room's channel. */
 struct cm_presence {
-    bool join;                            /* else a leave */
+    bool join; /* else a leave */
     char nickname[CM_NICK_MAX_BYTES + 1];
-    char reason[16];                      /* a leave's; "" for a join */
+    char reason[16]; /* a leave's; "" for a join */
     int64_t ts;
-    int64_t count;                        /* the room's members after it; -1 if absent */
+    int64_t count; /* the room's members after it; -1 if absent */
 };
 /* Reads a presence frame; 0, or -1 if it is not one. */
 int cm_presence_decode(const char *buf, size_t len, struct cm_presence *out);

@@ -453,8 +453,7 @@ static int decode_presence(const cJSON *root, struct cm_frame *out, struct cm_de
     else if (r > 0 && strcmp(s, "count") == 0)
         out->presence = CM_PRESENCE_COUNT;
     else
-        return fail(err, CM_ERR_BAD_REQUEST,
-                    "presence must be \"events\", \"diff\" or \"count\"");
+        return fail(err, CM_ERR_BAD_REQUEST, "presence must be \"events\", \"diff\" or \"count\"");
     return 0;
 }
 

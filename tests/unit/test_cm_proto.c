@@ -881,12 +881,11 @@ static void test_encode_exact(void **state)
 {
     struct cm_sbuf b;
     cm_sbuf_init(&b, 16);
-    static const struct cm_limits lim = {4096, 65536, 20, 100, 40, 10, 1048576, 0, 100000,
-                                         100, 100, 200};
+    static const struct cm_limits lim = {4096,    65536, 20,     100, 40,  10,
+                                         1048576, 0,     100000, 100, 100, 200};
     static const struct cm_members_page none = {"[]", -1, NULL};
     static const struct cm_members_page one = {"[{\"nickname\":\"n\",\"since\":1}]", 1, "0"};
-    static const struct cm_members_page first = {"[{\"nickname\":\"n\",\"since\":1}]", 250,
-                                                 "17"};
+    static const struct cm_members_page first = {"[{\"nickname\":\"n\",\"since\":1}]", 250, "17"};
 
 #define CASE(call, expected)                                                                       \
     do {                                                                                           \
@@ -1190,7 +1189,8 @@ static void test_presence_decode(void **state)
                        "\"b\\u00f6b\",\"ts\":17,\"count\":101}";
     assert_int_equal(cm_presence_decode(join, strlen(join), &p), 0);
     assert_true(p.join);
-    assert_string_equal(p.nickname, "b\xc3\xb6" "b");
+    assert_string_equal(p.nickname, "b\xc3\xb6"
+                                    "b");
     assert_string_equal(p.reason, "");
     assert_int_equal(p.ts, 17);
     assert_int_equal(p.count, 101);

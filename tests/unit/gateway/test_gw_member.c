@@ -72,8 +72,8 @@ static void answer_join(const char *room, enum gw_store_status status, int64_t s
     int i = fake_store_find(FAKE_JOIN, room);
     assert_true(i >= 0);
     struct fake_call c = fake_store_take(i);
-    struct gw_store_joined j = {.seq = seq, .epoch = epoch, .recovered = -1,
-                                .members = {.count = 1, .cursor = "0"}};
+    struct gw_store_joined j = {
+        .seq = seq, .epoch = epoch, .recovered = -1, .members = {.count = 1, .cursor = "0"}};
     ((gw_store_join_fn *)c.fn)(c.priv, status, status == GW_STORE_OK ? &j : NULL);
 }
 
@@ -135,8 +135,10 @@ static struct gw_member *join_mode(struct gw_session *s, const char *room, const
     char buf[256];
     struct cm_frame f;
     struct cm_decode_error err;
-    snprintf(buf, sizeof(buf), "{\"type\":\"join\",\"room\":\"%s\",\"nickname\":\"%s\","
-             "\"presence\":\"%s\"}", room, s->id, mode);
+    snprintf(buf, sizeof(buf),
+             "{\"type\":\"join\",\"room\":\"%s\",\"nickname\":\"%s\","
+             "\"presence\":\"%s\"}",
+             room, s->id, mode);
     assert_int_equal(cm_frame_decode(buf, strlen(buf), 1000, &f, &err), 0);
     struct gw_member *m = gw_member_join(s, &f);
     cm_frame_clear(&f);
@@ -149,9 +151,10 @@ static struct gw_member *join_mode(struct gw_session *s, const char *room, const
 static void presence(const char *room, const char *event, const char *nick, int count)
 {
     char buf[256];
-    snprintf(buf, sizeof(buf), "{\"type\":\"presence\",\"room\":\"%s\",\"event\":\"%s\","
-             "\"nickname\":\"%s\",%s\"ts\":7,\"count\":%d}", room, event, nick,
-             strcmp(event, "leave") == 0 ? "\"reason\":\"left\"," : "", count);
+    snprintf(buf, sizeof(buf),
+             "{\"type\":\"presence\",\"room\":\"%s\",\"event\":\"%s\","
+             "\"nickname\":\"%s\",%s\"ts\":7,\"count\":%d}",
+             room, event, nick, strcmp(event, "leave") == 0 ? "\"reason\":\"left\"," : "", count);
     gw_room_on_message(&srv, room, buf, strlen(buf));
 }
 
@@ -555,8 +558,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_presence_count_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_presence_without_count, setup, teardown),
         cmocka_unit_test_setup_teardown(test_presence_crossing_keeps_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_room_kept_for_batch_subscribes_again, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_room_kept_for_batch_subscribes_again, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
