@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startCluster, connect, teardown, uniqueRoom, httpGet } from './lib/harness.mjs';
-import { BIG_ROOM_ARGS, PAGE, fill, pageWs, pageHttp, uniq } from './big_room_helpers.mjs';
+import { BIG_ROOM_ARGS, PAGE, THRESHOLD, TICK_MS, fill, pageWs, pageHttp, uniq } from './big_room_helpers.mjs';
 
 const N = 23;
 
@@ -17,6 +17,13 @@ before(async () => {
 after(teardown);
 
 const names = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix}${i + 1}`).sort();
+
+test('welcome announces the page size and the presence threshold and tick', { timeout: 10000 }, async () => {
+  const c = await connect(cl.gateways[0].url);
+  assert.equal(c.welcome.limits.members_page, PAGE);
+  assert.equal(c.welcome.limits.presence_batch_above, THRESHOLD);
+  assert.equal(c.welcome.limits.presence_tick_ms, TICK_MS);
+});
 
 test('joined in a big room: the count and a first page; members pages hold the rest', { timeout: 30000 }, async () => {
   const room = uniqueRoom('paged');
