@@ -243,8 +243,11 @@ static void on_joined(void *priv, enum gw_store_status status, const struct gw_s
 void gw_member_send_join(struct gw_member *m)
 {
     struct gw_server *srv = m->srv;
+    /* A member that asked for the count only gets no page of members:
+     * what its join costs then does not depend on the room at all. */
     struct gw_store_join req = {.who = who_of(m), .since = m->join.since,
-                                .epoch = m->join.epoch, .history = m->join.history};
+                                .epoch = m->join.epoch, .history = m->join.history,
+                                .no_members = m->presence == CM_PRESENCE_COUNT};
     m->state = GW_MEMBER_JOINING;
     m->generation = m->room->generation;
     if (gw_store_join(srv->store, &req, on_joined, m) != 0) {

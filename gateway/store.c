@@ -274,7 +274,7 @@ int gw_store_join(struct gw_store *st, const struct gw_store_join *q, gw_store_j
     cm_random_hex(epoch, 8);
     snprintf(since, sizeof(since), "%lld", (long long)q->since);
     snprintf(nhistory, sizeof(nhistory), "%d", q->history);
-    snprintf(page, sizeof(page), "%lld", st->cfg.members_page);
+    snprintf(page, sizeof(page), "%lld", q->no_members ? 0 : st->cfg.members_page);
     cm_sbuf_init(&member, 0);
     cm_sbuf_init(&presence, 0);
     int64_t now = cm_now_ms();

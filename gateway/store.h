@@ -123,6 +123,7 @@ struct gw_store_join {
     int64_t since;     /* -1: not recovering */
     const char *epoch; /* the epoch since was seen in ("": current) */
     int history;       /* recent messages wanted when not recovering */
+    bool no_members;   /* only the count, no page of members */
 };
 /* A page of a room's members. */
 struct gw_store_members {

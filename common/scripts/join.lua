@@ -18,7 +18,7 @@
 -- ARGV[8] how many recent messages when not recovering
 -- ARGV[9] the presence join frame to publish
 -- ARGV[10] the room name
--- ARGV[11] members per page
+-- ARGV[11] members per page (0: none, only the count)
 -- The presence join goes out with the room's member count spliced in as
 -- its last field, "count", so every gateway knows the count without asking.
 -- Returns {seq, epoch, recovered (-1 not asked, 0, 1), {history...},
@@ -69,7 +69,9 @@ end
 
 local page = tonumber(ARGV[11])
 local members, cursor
-if count <= page then
+if page == 0 then
+  members, cursor = {}, '0'
+elseif count <= page then
   members, cursor = redis.call('HGETALL', KEYS[3]), '0'
 else
   local r = redis.call('HSCAN', KEYS[3], '0', 'COUNT', page)

@@ -40,7 +40,8 @@ test('diffs add up to the true member list, across the threshold both ways', { t
   const asked = await connect(gw2.url);
   const askedView = new MemberView(await asked.join(room, 'asked', { presence: 'diff' }));
   const counter = await connect(gw1.url);
-  await counter.join(room, 'counter', { presence: 'count' });
+  const cj = await counter.join(room, 'counter', { presence: 'count' });
+  assert.deepEqual([cj.members, cj.count, cj.members_cursor], [[], 3, undefined], 'the count, no list');
   const lastCount = () => counter.frames.filter((f) => f.type === 'presence_count').at(-1)?.count;
 
   // 12 join at once, over both gateways: 15 members, well above 5.
