@@ -151,18 +151,17 @@ static void on_history(void *priv, enum gw_store_status status, const struct gw_
     gw_reply_to_free(req);
 }
 
-static void on_members(void *priv, enum gw_store_status status, const struct gw_strs *members)
+static void on_members(void *priv, enum gw_store_status status,
+                       const struct gw_store_members *members)
 {
     struct gw_reply_to *req = priv;
     struct gw_session *s = req->session;
     if (s->wsi && status == GW_STORE_OK) {
-        struct cm_sbuf items, b;
-        cm_sbuf_init(&items, 0);
+        struct cm_sbuf b;
         cm_sbuf_init(&b, 0);
-        gw_strs_put_json(&items, members);
-        cm_encode_members(&b, gw_reply_to_id(req), req->room, cm_sbuf_data(&items));
+        const struct cm_members_page page = {members->json, members->count, members->cursor};
+        cm_encode_members(&b, gw_reply_to_id(req), req->room, &page);
         gw_session_send_sbuf(s, &b);
-        cm_sbuf_free(&items);
         cm_sbuf_free(&b);
     } else if (s->wsi) {
         gw_session_send_error(s, gw_reply_to_id(req), CM_ERR_UNAVAILABLE, "members unavailable");
@@ -181,7 +180,7 @@ static void room_query(struct gw_session *s, const struct cm_frame *f)
     struct gw_reply_to *req = gw_reply_to_new(s, f->room, f->id, f->has_id);
     int rc = f->type == CM_FRAME_HISTORY
                  ? gw_store_history_before(st, f->room, f->before, f->limit, on_history, req)
-                 : gw_store_members(st, f->room, on_members, req);
+                 : gw_store_members(st, f->room, f->cursor, on_members, req);
     if (rc != 0) {
         gw_reply_to_free(req);
         gw_session_send_error(s, frame_id(f), CM_ERR_UNAVAILABLE, "the broker is unreachable");

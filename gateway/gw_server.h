@@ -21,6 +21,7 @@
 #include "cm_redis_url.h"
 #include "member.h"
 #include "payload.h"
+#include "presence.h"
 #include "room.h"
 #include "session.h"
 #include "store.h"
@@ -55,6 +56,9 @@ struct gw_config {
     long long heartbeat_ms;
     long long redis_timeout_ms;
     long long joins_per_sec;
+    long long members_page;
+    long long presence_batch_above;
+    long long presence_tick_ms;
     long long max_connections;
     long long max_conns_per_ip;
     const char *allowed_origins;
@@ -85,6 +89,7 @@ struct gw_metrics {
     uint64_t room_messages; /* pub/sub messages received */
     uint64_t deliveries;    /* frames queued to members from pub/sub */
     uint64_t slow_closes;   /* 1013 */
+    uint64_t presence_diffs; /* presence_diff frames made (each sent to many members) */
     uint64_t errors[CM_ERR__COUNT];
 };
 
@@ -128,6 +133,8 @@ struct gw_server {
     uv_timer_t ka_timer;
     struct gw_member *lingering; /* memberships whose connection closed, within their grace */
     void *linger_timer;          /* a link_loop timer, made on first use */
+    uv_timer_t presence_timer;      /* every --presence-tick-ms: gw_presence_tick */
+    struct gw_room *presence_dirty; /* rooms with presence batched for the tick */
     uv_signal_t sigterm, sigint;
     struct cm_limits limits;
     struct gw_metrics m;

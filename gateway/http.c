@@ -33,6 +33,7 @@ struct gw_http_req {
     bool body_done;    /* the whole request body has arrived */
     struct cm_sbuf in; /* the request body */
     char room[CM_ROOM_MAX + 1];
+    char cursor[CM_CURSOR_MAX + 1]; /* members: the page to read */
 };
 
 static struct gw_http_req *req_new(struct gw_server *srv, struct lws *wsi)
@@ -114,6 +115,9 @@ static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
            m->deliveries);
     cm_metric(b, "chat_gateway_slow_closes_total", "counter",
            "Connections closed with 1013 because their send queue overflowed.", m->slow_closes);
+    cm_metric(b, "chat_gateway_presence_diffs_total", "counter",
+           "presence_diff frames made, one per room per tick with presence to send.",
+           m->presence_diffs);
     cm_metric(b, "chat_gateway_redis_reconnects_total", "counter", "Redis links lost and redone.",
            gw_store_reconnects(srv->store));
     cm_metric(b, "chat_gateway_redis_connected", "gauge", "1 when both Redis links are ready.",
@@ -134,7 +138,9 @@ static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
         {"rate_per_sec", l->rate_per_sec}, {"rate_burst", l->rate_burst},
         {"rooms", l->rooms}, {"joins_per_sec", l->joins_per_sec},
         {"send_queue_bytes", l->send_queue_bytes}, {"max_conns_per_ip", l->max_conns_per_ip},
-        {"max_connections", l->max_connections}, {"max_bad_frames", srv->cfg.max_bad_frames}};
+        {"max_connections", l->max_connections}, {"max_bad_frames", srv->cfg.max_bad_frames},
+        {"members_page", l->members_page}, {"presence_batch_above", l->presence_batch_above},
+        {"presence_tick_ms", l->presence_tick_ms}};
     cm_metric_header(b, "chat_gateway_limit", "gauge", "Configured limits (0: off).");
     for (size_t i = 0; i < CM_ARRAY_LEN(limits); i++)
         cm_sbuf_printf(b, "chat_gateway_limit{name=\"%s\"} %lld\n", limits[i].name, limits[i].v);
@@ -146,14 +152,29 @@ static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
 
 /* ---- room API ---- */
 
-/* {"room":...,"<field>":[...]} */
-static void api_answer(struct gw_http_req *req, const char *field, const struct gw_strs *items)
+/* {"room":...,"messages":[...]} */
+static void api_answer(struct gw_http_req *req, const struct gw_strs *items)
 {
     cm_sbuf_reset(&req->body);
     cm_sbuf_puts(&req->body, "{\"room\":");
     cm_sbuf_put_json_str(&req->body, req->room, strlen(req->room));
-    cm_sbuf_printf(&req->body, ",\"%s\":", field);
+    cm_sbuf_puts(&req->body, ",\"messages\":");
     gw_strs_put_json(&req->body, items);
+    cm_sbuf_puts(&req->body, "}");
+    req_answer(req, 200, "application/json");
+}
+
+/* {"room":...,"members":[...],"count":N}, and "cursor" when more pages follow. */
+static void api_answer_members(struct gw_http_req *req, const struct gw_store_members *page)
+{
+    cm_sbuf_reset(&req->body);
+    cm_sbuf_puts(&req->body, "{\"room\":");
+    cm_sbuf_put_json_str(&req->body, req->room, strlen(req->room));
+    cm_sbuf_puts(&req->body, ",\"members\":");
+    cm_sbuf_puts(&req->body, page->json);
+    cm_sbuf_printf(&req->body, ",\"count\":%lld", (long long)page->count);
+    if (strcmp(page->cursor, "0") != 0)
+        cm_sbuf_printf(&req->body, ",\"cursor\":\"%s\"", page->cursor);
     cm_sbuf_puts(&req->body, "}");
     req_answer(req, 200, "application/json");
 }
@@ -163,17 +184,18 @@ static void on_api_history(void *priv, enum gw_store_status status,
 {
     struct gw_http_req *req = priv;
     if (status == GW_STORE_OK)
-        api_answer(req, "messages", &h->items);
+        api_answer(req, &h->items);
     else
         req_json_error(req, 503, "unavailable", "the broker is unreachable");
     req_unref(req);
 }
 
-static void on_api_members(void *priv, enum gw_store_status status, const struct gw_strs *members)
+static void on_api_members(void *priv, enum gw_store_status status,
+                           const struct gw_store_members *members)
 {
     struct gw_http_req *req = priv;
     if (status == GW_STORE_OK)
-        api_answer(req, "members", members);
+        api_answer_members(req, members);
     else
         req_json_error(req, 503, "unavailable", "the broker is unreachable");
     req_unref(req);
@@ -192,6 +214,22 @@ static long long url_arg(struct lws *wsi, const char *name, long long def, long 
     if (end == val || *end || v < lo || v > hi)
         *bad = true;
     return v;
+}
+
+/* ?cursor= of a members page: 1-20 digits, "0" when absent; false if bad. */
+static bool url_cursor(struct lws *wsi, char *out)
+{
+    char buf[48];
+    const char *val = lws_get_urlarg_by_name(wsi, "cursor=", buf, sizeof(buf));
+    size_t n = val ? strlen(val) : 0;
+    if (!val) {
+        strcpy(out, "0");
+        return true;
+    }
+    if (n < 1 || n > CM_CURSOR_MAX || strspn(val, "0123456789") != n)
+        return false;
+    memcpy(out, val, n + 1);
+    return true;
 }
 
 static bool key_ok(struct gw_server *srv, struct lws *wsi);
@@ -242,11 +280,14 @@ static void api_rooms(struct gw_http_req *req, const char *path)
             req_json_error(req, 400, "bad_request", "limit must be 1-500, before a seq >= 1");
             return;
         }
+    } else if (!url_cursor(req->wsi, req->cursor)) {
+        req_json_error(req, 400, "bad_request", "cursor must be 1-20 digits");
+        return;
     }
     req->refs++;
     int rc = history ? gw_store_history_before(srv->store, req->room, before, limit,
                                                on_api_history, req)
-                     : gw_store_members(srv->store, req->room, on_api_members, req);
+                     : gw_store_members(srv->store, req->room, req->cursor, on_api_members, req);
     if (rc != 0) {
         req->refs--;
         req_json_error(req, 503, "unavailable", "the broker is unreachable");

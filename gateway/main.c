@@ -48,6 +48,14 @@ static const struct cm_option options[] = {
      "messages a connection may send at once before the rate applies", 1, BIG, NULL},
     {"joins-per-sec", CM_OPT_INT, OPT(joins_per_sec), "10", "N",
      "room joins per second per connection (as a burst too)", 1, BIG, NULL},
+    {"members-page", CM_OPT_INT, OPT(members_page), "100", "N",
+     "members per page: joined lists a room of up to N whole, else a first page", 1, 10000,
+     NULL},
+    {"presence-batch-above", CM_OPT_INT, OPT(presence_batch_above), "100", "N",
+     "rooms of more members than this get presence as one presence_diff per tick", 0, BIG,
+     NULL},
+    {"presence-tick-ms", CM_OPT_INT, OPT(presence_tick_ms), "200", "MS",
+     "how often batched presence (presence_diff) goes out", 10, 10000, NULL},
     {"max-connections", CM_OPT_INT, OPT(max_connections), "100000", "N",
      "WebSocket connections this gateway holds; past it upgrades get 503", 1, BIG, NULL},
     {"max-conns-per-ip", CM_OPT_INT, OPT(max_conns_per_ip), "0", "N",
@@ -104,11 +112,17 @@ static void finish(struct gw_server *srv)
     gw_writer_stop(srv);
     gw_keepalive_stop(srv);
     gw_members_linger_stop(srv);
+    uv_close((uv_handle_t *)&srv->presence_timer, NULL);
     gw_store_free(srv->store);
     srv->store = NULL;
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
+}
+
+static void on_presence_tick(uv_timer_t *t)
+{
+    gw_presence_tick(t->data);
 }
 
 static void on_finish_timer(uv_timer_t *t)
@@ -218,7 +232,8 @@ static void store_start(struct gw_server *srv)
 {
     const struct gw_store_config cfg = {
         .url = &srv->redis_url, .gateway_id = srv->cfg.id, .history_max = srv->cfg.history_max,
-        .timeout_ms = srv->cfg.redis_timeout_ms, .heartbeat_ms = srv->cfg.heartbeat_ms};
+        .timeout_ms = srv->cfg.redis_timeout_ms, .heartbeat_ms = srv->cfg.heartbeat_ms,
+        .members_page = srv->cfg.members_page};
     const struct gw_store_hooks hooks = {
         .owner = srv, .ready = on_store_ready, .declared_dead = on_declared_dead,
         .rooms_lost = on_rooms_lost, .room_subscribed = on_room_subscribed,
@@ -306,7 +321,9 @@ static int configure(struct gw_server *srv, int argc, char **argv)
         .rate_burst = srv->cfg.rate_burst, .joins_per_sec = srv->cfg.joins_per_sec,
         .send_queue_bytes = srv->cfg.send_queue_bytes,
         .max_conns_per_ip = srv->cfg.max_conns_per_ip,
-        .max_connections = srv->cfg.max_connections};
+        .max_connections = srv->cfg.max_connections, .members_page = srv->cfg.members_page,
+        .presence_batch_above = srv->cfg.presence_batch_above,
+        .presence_tick_ms = srv->cfg.presence_tick_ms};
     return -1; /* go on */
 }
 
@@ -329,6 +346,10 @@ int main(int argc, char **argv)
     gw_writer_start(&srv);
     gw_keepalive_start(&srv);
     store_start(&srv);
+    uv_timer_init(&loop, &srv.presence_timer);
+    srv.presence_timer.data = &srv;
+    uv_timer_start(&srv.presence_timer, on_presence_tick, (uint64_t)srv.cfg.presence_tick_ms,
+                   (uint64_t)srv.cfg.presence_tick_ms);
     uv_timer_init(&loop, &srv.drain_timer);
     srv.drain_timer.data = &srv;
     uv_signal_init(&loop, &srv.sigterm);

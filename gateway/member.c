@@ -185,17 +185,14 @@ static void joined(struct gw_member *m, const struct gw_store_joined *j)
     struct gw_session *s = m->session;
     struct gw_server *srv = s->srv;
     if (!s->legacy) {
-        struct cm_sbuf members, history, b;
-        cm_sbuf_init(&members, 0);
+        struct cm_sbuf history, b;
         cm_sbuf_init(&history, 0);
         cm_sbuf_init(&b, 0);
-        gw_strs_put_json(&members, &j->members);
         gw_strs_put_json(&history, &j->history);
-        cm_encode_joined(&b, m->join.has_id ? m->join.id : NULL, m->room_name, m->nickname,
-                         j->seq, j->epoch, cm_sbuf_data(&members), cm_sbuf_data(&history),
-                         j->recovered);
+        const struct cm_members_page page = {j->members.json, j->members.count, j->members.cursor};
+        cm_encode_joined(&b, m->join.has_id ? m->join.id : NULL, m->room_name, m->nickname, j->seq,
+                         j->epoch, &page, cm_sbuf_data(&history), j->recovered);
         gw_session_send_sbuf(s, &b);
-        cm_sbuf_free(&members);
         cm_sbuf_free(&history);
         cm_sbuf_free(&b);
     }
@@ -249,8 +246,11 @@ static void on_joined(void *priv, enum gw_store_status status, const struct gw_s
 void gw_member_send_join(struct gw_member *m)
 {
     struct gw_server *srv = m->srv;
+    /* A member that asked for the count only gets no page of members:
+     * what its join costs then does not depend on the room at all. */
     struct gw_store_join req = {.who = who_of(m), .since = m->join.since,
-                                .epoch = m->join.epoch, .history = m->join.history};
+                                .epoch = m->join.epoch, .history = m->join.history,
+                                .no_members = m->presence == CM_PRESENCE_COUNT};
     m->state = GW_MEMBER_JOINING;
     m->generation = m->room->generation;
     if (gw_store_join(srv->store, &req, on_joined, m) != 0) {
@@ -268,6 +268,7 @@ struct gw_member *gw_member_join(struct gw_session *s, const struct cm_frame *f)
     m->srv = s->srv;
     m->session = s;
     m->state = GW_MEMBER_SUBSCRIBING;
+    m->presence = f->type == CM_FRAME_JOIN ? f->presence : CM_PRESENCE_EVENTS;
     snprintf(m->room_name, sizeof(m->room_name), "%s", f->room);
     snprintf(m->session_id, sizeof(m->session_id), "%s", s->id);
     snprintf(m->nickname, sizeof(m->nickname), "%s", f->nickname);

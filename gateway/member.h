@@ -33,6 +33,7 @@ struct gw_member {
     struct gw_member *room_prev, *room_next;
     struct gw_member *session_next;
     enum gw_member_state state;
+    enum cm_presence_mode presence; /* the join's "presence": events or diff */
     char room_name[CM_ROOM_MAX + 1];
     char session_id[GW_SESSION_ID_LEN + 1];
     char nickname[CM_NICK_MAX_BYTES + 1];

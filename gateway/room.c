@@ -28,10 +28,11 @@ static struct gw_room *room_find(struct gw_server *srv, const char *name)
     return room;
 }
 
-static void room_free_if_unused(struct gw_server *srv, struct gw_room *room)
+void gw_room_free_if_unused(struct gw_server *srv, struct gw_room *room)
 {
-    if (room->nmembers > 0 || room->resyncing || room->busy)
+    if (room->nmembers > 0 || room->resyncing || room->busy || room->batch_queued)
         return;
+    gw_presence_clear(room);
     HASH_DEL(srv->rooms, room);
     free(room);
 }
@@ -42,11 +43,15 @@ void gw_room_add_member(struct gw_server *srv, const char *name, struct gw_membe
     if (!room) {
         room = cm_calloc(1, sizeof(*room));
         snprintf(room->name, sizeof(room->name), "%s", name);
+        room->batch_count = -1;
         HASH_ADD_STR(srv->rooms, name, room);
-        /* The store keeps the subscription across reconnects and reports
-         * it (gw_room_on_subscribed) once Redis confirms it. */
-        gw_store_room_subscribe(srv->store, name);
     }
+    /* The first member in (also of a room kept for its pending presence or
+     * resync after the last one left, which unsubscribed it). The store
+     * keeps the subscription across reconnects and reports it
+     * (gw_room_on_subscribed) once Redis confirms it. */
+    if (room->nmembers == 0)
+        gw_store_room_subscribe(srv->store, name);
     m->room = room;
     m->room_prev = NULL;
     m->room_next = room->members;
@@ -54,6 +59,8 @@ void gw_room_add_member(struct gw_server *srv, const char *name, struct gw_membe
         room->members->room_prev = m;
     room->members = m;
     room->nmembers++;
+    if (m->presence != CM_PRESENCE_EVENTS)
+        room->nbatched++;
     if (room->subscribed)
         gw_member_send_join(m);
     /* else: joins are sent when the subscription is confirmed */
@@ -74,12 +81,14 @@ void gw_room_remove_member(struct gw_member *m)
     m->room = NULL;
     m->room_prev = m->room_next = NULL;
     room->nmembers--;
+    if (m->presence != CM_PRESENCE_EVENTS)
+        room->nbatched--;
     if (room->nmembers == 0) {
         /* The last one out: the store unsubscribes (or, if the subscription
          * is still being confirmed, once it is). */
         gw_store_room_unsubscribe(srv->store, room->name);
         room->subscribed = false;
-        room_free_if_unused(srv, room);
+        gw_room_free_if_unused(srv, room);
     }
 }
 
@@ -102,7 +111,7 @@ void gw_room_on_subscribed(struct gw_server *srv, const char *name)
     room->busy--;
     if (resync)
         gw_room_resync(srv, room);
-    room_free_if_unused(srv, room);
+    gw_room_free_if_unused(srv, room);
 }
 
 /* Reads the seq of a message envelope from its fixed prefix (the publish
@@ -132,6 +141,10 @@ void gw_room_on_message(struct gw_server *srv, const char *name, const char *dat
     if (!room)
         return;
     srv->m.room_messages++;
+    if (envelope_seq(data, len) == 0 && gw_presence_on_frame(srv, room, data, len)) {
+        gw_room_free_if_unused(srv, room);
+        return;
+    }
     /* One payload for every local member: serialised once, shared by ref. */
     struct gw_payload *p = room_payload(data, len);
     for (struct gw_member *m = room->members, *next; m; m = next) {
@@ -149,7 +162,7 @@ void gw_rooms_lost(struct gw_server *srv)
         for (struct gw_member *m = room->members; m; m = m->room_next)
             if (m->state == GW_MEMBER_JOINED)
                 m->state = GW_MEMBER_RESYNC; /* hold live frames until history is re-read */
-        room_free_if_unused(srv, room);
+        gw_room_free_if_unused(srv, room);
     }
 }
 
@@ -189,7 +202,7 @@ static void on_resync_history(void *priv, enum gw_store_status status,
     if (status != GW_STORE_OK) {
         /* Members stay in RESYNC (frames held) until the link comes back. */
         CM_WARN("room %s: history re-read failed; will retry on reconnect", room->name);
-        room_free_if_unused(srv, room);
+        gw_room_free_if_unused(srv, room);
         return;
     }
     if (h->epoch[0] && room->epoch[0] && strcmp(room->epoch, h->epoch) != 0) {
@@ -208,7 +221,7 @@ static void on_resync_history(void *priv, enum gw_store_status status,
         if (m->state == GW_MEMBER_RESYNC)
             gw_member_go_live(m);
     }
-    room_free_if_unused(srv, room);
+    gw_room_free_if_unused(srv, room);
 }
 
 void gw_room_resync(struct gw_server *srv, struct gw_room *room)

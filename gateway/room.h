@@ -12,6 +12,7 @@
 
 struct gw_server;
 struct gw_member;
+struct gw_presence_ev;
 
 struct gw_room {
     char name[CM_ROOM_MAX + 1];
@@ -22,6 +23,12 @@ struct gw_room {
     unsigned busy;        /* iterating its members: do not free */
     unsigned generation;  /* bumped on every confirmed SUBSCRIBE */
     char epoch[CM_EPOCH_MAX + 1];
+    size_t nbatched;      /* local members that asked for presence_diff or _count */
+    struct gw_presence_ev *batch; /* presence not yet sent, by nickname (presence.c) */
+    int64_t batch_count;  /* the room's member count after the latest presence frame */
+    bool batch_all;       /* the batch is for every member, not only nbatched's */
+    bool batch_queued;    /* on srv->presence_dirty until the next tick */
+    struct gw_room *presence_next;
     UT_hash_handle hh;    /* srv->rooms by name */
 };
 
@@ -30,6 +37,9 @@ struct gw_room {
 void gw_room_add_member(struct gw_server *srv, const char *name, struct gw_member *m);
 /* Removes m from its room; the last member out unsubscribes. */
 void gw_room_remove_member(struct gw_member *m);
+/* Frees a room nobody needs any more: no member, nothing in flight, no
+ * presence waiting for the tick. */
+void gw_room_free_if_unused(struct gw_server *srv, struct gw_room *room);
 /* What the store reports: a room's channel confirmed; a message on it; the
  * pub/sub link dropped (every member holds frames until its room resyncs). */
 void gw_room_on_subscribed(struct gw_server *srv, const char *name);

@@ -183,11 +183,58 @@ int gw_store_history_after(struct gw_store *st, const char *room, int64_t after,
 
 /* ---- membership ---- */
 
+/* {..., {nickname, value...}, count, cursor} at element i of a script's reply. */
+static bool page_valid(const redisReply *r, size_t i)
+{
+    return r->element[i]->type == REDIS_REPLY_ARRAY &&
+           r->element[i + 1]->type == REDIS_REPLY_INTEGER &&
+           r->element[i + 2]->type == REDIS_REPLY_STRING;
+}
+
+/* The "since" of a stored member value (cm_encode_member writes it as a
+ * plain number); 0 if it has none. */
+static long long since_of(const redisReply *value)
+{
+    static const char key[] = "\"since\":";
+    if (value->type != REDIS_REPLY_STRING)
+        return 0;
+    const char *p = memmem(value->str, value->len, key, sizeof(key) - 1);
+    return p ? strtoll(p + sizeof(key) - 1, NULL, 10) : 0;
+}
+
+/* Pairs of nickname and stored value, as the scripts return them, made
+ * into the JSON array clients see: [{"nickname","since"},...]. The
+ * scripts leave this to us so that a member costs Redis only its reply. */
+static void members_json(const redisReply *pairs, struct cm_sbuf *b)
+{
+    cm_sbuf_puts(b, "[");
+    for (size_t i = 0; i + 1 < pairs->elements; i += 2) {
+        const redisReply *name = pairs->element[i];
+        if (name->type != REDIS_REPLY_STRING)
+            continue;
+        if (b->len > 1)
+            cm_sbuf_puts(b, ",");
+        cm_sbuf_puts(b, "{\"nickname\":");
+        cm_sbuf_put_json_str(b, name->str, name->len);
+        cm_sbuf_printf(b, ",\"since\":%lld}", since_of(pairs->element[i + 1]));
+    }
+    cm_sbuf_puts(b, "]");
+}
+
+/* A page from {pairs, count, cursor}; out->json points into b. */
+static void page_of(redisReply **e, struct cm_sbuf *b, struct gw_store_members *out)
+{
+    members_json(e[0], b);
+    out->json = cm_sbuf_data(b);
+    out->count = e[1]->integer;
+    out->cursor = e[2]->str;
+}
+
 static bool join_reply_valid(const redisReply *r)
 {
-    return r->type == REDIS_REPLY_ARRAY && r->elements == 5 &&
+    return r->type == REDIS_REPLY_ARRAY && r->elements == 7 &&
            r->element[0]->type == REDIS_REPLY_INTEGER && r->element[2]->type == REDIS_REPLY_INTEGER &&
-           r->element[3]->type == REDIS_REPLY_ARRAY && r->element[4]->type == REDIS_REPLY_ARRAY;
+           r->element[3]->type == REDIS_REPLY_ARRAY && page_valid(r, 4);
 }
 
 static void on_join(redisReply *reply, void *priv)
@@ -195,6 +242,8 @@ static void on_join(redisReply *reply, void *priv)
     struct req *r = priv;
     enum gw_store_status status = status_of(reply, "join");
     struct gw_store_joined j = {0};
+    struct cm_sbuf members;
+    cm_sbuf_init(&members, 0);
     if (status == GW_STORE_OK && !join_reply_valid(reply))
         status = GW_STORE_REFUSED;
     if (status == GW_STORE_OK) {
@@ -203,11 +252,11 @@ static void on_join(redisReply *reply, void *priv)
         j.epoch = e[1]->type == REDIS_REPLY_STRING ? e[1]->str : "";
         j.recovered = (int)e[2]->integer;
         strs_of(e[3], &j.history);
-        strs_of(e[4], &j.members);
+        page_of(e + 4, &members, &j.members);
     }
     ((gw_store_join_fn *)r->fn)(r->priv, status, status == GW_STORE_OK ? &j : NULL);
     free(j.history.s);
-    free(j.members.s);
+    cm_sbuf_free(&members);
     free(r);
 }
 
@@ -216,7 +265,7 @@ int gw_store_join(struct gw_store *st, const struct gw_store_join *q, gw_store_j
 {
     const struct gw_store_member *who = &q->who;
     char meta[CM_KEY_MAX], hist[CM_KEY_MAX], members[CM_KEY_MAX], chan[CM_KEY_MAX];
-    char epoch[33], since[24], nhistory[24];
+    char epoch[33], since[24], nhistory[24], page[24];
     struct cm_sbuf member, presence;
     cm_key_room(meta, CM_ROOM_META, who->room);
     cm_key_room(hist, CM_ROOM_HISTORY, who->room);
@@ -225,6 +274,7 @@ int gw_store_join(struct gw_store *st, const struct gw_store_join *q, gw_store_j
     cm_random_hex(epoch, 8);
     snprintf(since, sizeof(since), "%lld", (long long)q->since);
     snprintf(nhistory, sizeof(nhistory), "%d", q->history);
+    snprintf(page, sizeof(page), "%lld", q->no_members ? 0 : st->cfg.members_page);
     cm_sbuf_init(&member, 0);
     cm_sbuf_init(&presence, 0);
     int64_t now = cm_now_ms();
@@ -232,7 +282,7 @@ int gw_store_join(struct gw_store *st, const struct gw_store_join *q, gw_store_j
     cm_encode_presence(&presence, who->room, "join", who->nickname, NULL, now);
     const char *argv[] = {meta, hist, members, chan, who->nickname, cm_sbuf_data(&member),
                           who->session, epoch, since, q->epoch, nhistory,
-                          cm_sbuf_data(&presence), who->room};
+                          cm_sbuf_data(&presence), who->room, page};
     size_t lens[CM_ARRAY_LEN(argv)];
     lens_of((int)CM_ARRAY_LEN(argv), argv, lens);
     /* The registry entry first, pipelined ahead of the script: should this
@@ -257,23 +307,39 @@ static void on_members(redisReply *reply, void *priv)
 {
     struct req *r = priv;
     enum gw_store_status status = status_of(reply, "members");
-    struct gw_strs members = {0};
-    if (status == GW_STORE_OK && reply->type != REDIS_REPLY_ARRAY)
+    struct gw_store_members page = {0};
+    struct cm_sbuf json;
+    cm_sbuf_init(&json, 0);
+    /* {count, cursor, {nickname, value...}} */
+    if (status == GW_STORE_OK &&
+        !(reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+          reply->element[0]->type == REDIS_REPLY_INTEGER &&
+          reply->element[1]->type == REDIS_REPLY_STRING &&
+          reply->element[2]->type == REDIS_REPLY_ARRAY))
         status = GW_STORE_REFUSED;
-    if (status == GW_STORE_OK)
-        strs_of(reply, &members);
-    ((gw_store_members_fn *)r->fn)(r->priv, status, status == GW_STORE_OK ? &members : NULL);
-    free(members.s);
+    if (status == GW_STORE_OK) {
+        members_json(reply->element[2], &json);
+        page.json = cm_sbuf_data(&json);
+        page.count = reply->element[0]->integer;
+        page.cursor = reply->element[1]->str;
+    }
+    ((gw_store_members_fn *)r->fn)(r->priv, status, status == GW_STORE_OK ? &page : NULL);
+    cm_sbuf_free(&json);
     free(r);
 }
 
-int gw_store_members(struct gw_store *st, const char *room, gw_store_members_fn *fn, void *priv)
+int gw_store_members(struct gw_store *st, const char *room, const char *cursor,
+                     gw_store_members_fn *fn, void *priv)
 {
-    char key[CM_KEY_MAX];
-    size_t len = cm_key_room(key, CM_ROOM_MEMBERS, room);
-    const char *argv[] = {key};
+    char key[CM_KEY_MAX], page[24];
+    cm_key_room(key, CM_ROOM_MEMBERS, room);
+    snprintf(page, sizeof(page), "%lld", st->cfg.members_page);
+    const char *argv[] = {key, cursor, page};
+    size_t lens[CM_ARRAY_LEN(argv)];
+    lens_of((int)CM_ARRAY_LEN(argv), argv, lens);
     struct req *r = req_new(st, (void (*)(void))fn, priv);
-    if (cm_link_script(st->cmd, CM_SCRIPT_MEMBERS, 1, 1, argv, &len, on_members, r) != 0) {
+    if (cm_link_script(st->cmd, CM_SCRIPT_MEMBERS, 1, (int)CM_ARRAY_LEN(argv), argv, lens,
+                       on_members, r) != 0) {
         free(r);
         return -1;
     }

@@ -80,6 +80,7 @@ struct gw_store_config {
     long long history_max;  /* messages kept per room */
     long long timeout_ms;   /* --redis-timeout-ms */
     long long heartbeat_ms; /* liveness beat */
+    long long members_page; /* members per page: joined's first, and each members page */
 };
 
 struct gw_store *gw_store_new(const struct gw_store_config *cfg, const struct cm_link_loop *loop,
@@ -122,25 +123,36 @@ struct gw_store_join {
     int64_t since;     /* -1: not recovering */
     const char *epoch; /* the epoch since was seen in ("": current) */
     int history;       /* recent messages wanted when not recovering */
+    bool no_members;   /* only the count, no page of members */
+};
+/* A page of a room's members. */
+struct gw_store_members {
+    const char *json;   /* a JSON array of {"nickname","since"} */
+    int64_t count;      /* the room's members when the page was read */
+    const char *cursor; /* the next page's; "0" when this was the last */
 };
 struct gw_store_joined {
     int64_t seq;
     const char *epoch;
     int recovered; /* -1 not asked, 0 no, 1 yes */
     struct gw_strs history;
-    struct gw_strs members;
+    struct gw_store_members members; /* all, or the first page in a big room */
 };
 typedef void gw_store_join_fn(void *priv, enum gw_store_status status,
                               const struct gw_store_joined *j);
 /* Writes the registry entry, then (pipelined behind it) runs the join:
- * takes the nickname, publishes the presence join, reads seq, epoch,
- * history and members. If the join cannot be sent, the entry is removed. */
+ * takes the nickname, publishes the presence join (with the room's member
+ * count), reads seq, epoch, history and the first page of members. If the
+ * join cannot be sent, the entry is removed. */
 int gw_store_join(struct gw_store *st, const struct gw_store_join *req, gw_store_join_fn *fn,
                   void *priv);
 
 typedef void gw_store_members_fn(void *priv, enum gw_store_status status,
-                                 const struct gw_strs *members);
-int gw_store_members(struct gw_store *st, const char *room, gw_store_members_fn *fn, void *priv);
+                                 const struct gw_store_members *members);
+/* One page of members from cursor ("0": the start; a room of at most a
+ * page is then read whole). */
+int gw_store_members(struct gw_store *st, const char *room, const char *cursor,
+                     gw_store_members_fn *fn, void *priv);
 
 /* kept: the nickname is still ours; false: another session holds it. */
 typedef void gw_store_reassert_fn(void *priv, enum gw_store_status status, bool kept);

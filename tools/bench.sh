@@ -4,12 +4,14 @@
 # latency-versus-load plot to results/<timestamp>/.
 #
 #   tools/bench.sh [--quick] [--bin-dir DIR] [--build-dir DIR] [--out DIR] [--no-perf]
+#                  [--big-rooms]
 #
 #   --quick          a few seconds per run and smaller counts: checks the script
 #   --bin-dir DIR    use chat-gateway, chat-worker and chat-bench from DIR (no build)
 #   --build-dir DIR  where to build (Release) [/tmp/build-bench]
 #   --out DIR        results directory [results/<UTC timestamp>]
 #   --no-perf        skip the perf profile of a gateway
+#   --big-rooms      only the big-room runs (issue 13), no perf profile
 #
 # The cluster: redis-server on a free loopback port with persistence off
 # (--save '' --appendonly no: the throughput of the scripts, not of the
@@ -23,7 +25,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
-quick=0 bin_dir="" build_dir=/tmp/build-bench out="" perf_on=1
+quick=0 bin_dir="" build_dir=/tmp/build-bench out="" perf_on=1 big_only=0
 while (($#)); do
   case "$1" in
     --quick) quick=1; shift ;;
@@ -31,6 +33,7 @@ while (($#)); do
     --build-dir) build_dir=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-perf) perf_on=0; shift ;;
+    --big-rooms) big_only=1 perf_on=0; shift ;;
     -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -198,6 +201,11 @@ fi
 both="$gw1_url,$gw2_url"
 redis_hp=127.0.0.1:$redis_port
 
+# The gateway keeps FD_RESERVE (256) descriptors for itself and answers 503
+# past the rest (gateway/main.c); chat-bench needs a few of its own too.
+fit=$((nofile - 300))
+
+if ((!big_only)); then
 # Fan-out: 1,000 clients in 10 rooms over two gateways, 100-byte messages;
 # each message reaches 100 members, so deliveries/s = 100 x messages/s.
 # From light load to past what this machine carries: efficiency and
@@ -225,9 +233,6 @@ idle_run() { # name count rooms hold [gateway option...]
     --pids "$name=$gw_pid" --quiet
   stop_pid "$gw_pid"
 }
-# The gateway keeps FD_RESERVE (256) descriptors for itself and answers 503
-# past the rest (gateway/main.c); chat-bench needs a few of its own too.
-fit=$((nofile - 300))
 if ((idle_n > fit)); then
   echo "==> note: $idle_n connections do not fit under the fd limit $nofile: using $fit"
   idle_n=$fit
@@ -244,6 +249,42 @@ else
   echo "{\"mode\":\"idle\",\"skipped\":\"$idle_big connections need more file descriptors than the hard limit $nofile, which this user cannot raise\",\"connections\":$idle_big}" \
     >"$out/idle-50k.json"
 fi
+fi # big_only
+
+# Big rooms (issue 13): the same number of joins into rooms of 10, 1,000
+# and 10,000 members (the clients over N/size rooms), so that what one join
+# costs can be compared as the room grows: Redis's and the gateway's CPU
+# over the run, divided by the joins. A fresh gateway per run; the clients
+# ask for the member count only ("presence":"count", docs/PROTOCOL.md).
+# Between runs the previous rooms' members are waited out (the worker
+# removes them when the gateway stops), so that one run's cleanup is not
+# counted in the next.
+room_empty() { # prefix: waits until no member hash of rooms named prefix-* is left
+  for _ in $(seq 600); do
+    [ -z "$(redis-cli -p "$redis_port" --scan --pattern "chat:{$1-*}:members" | head -1)" ] && return 0
+    sleep 0.1
+  done
+  echo "    (members of $1-* still listed after 60 s)"
+}
+bigroom_run() { # name clients rooms presence
+  local name=$1 count=$2 rooms=$3 presence=$4
+  start_gateway "$name"
+  bench "$name" idle --url "$gw_url" --clients "$count" --rooms "$rooms" --duration "$hold" \
+    --presence "$presence" --room-prefix "$name" --pids "$name=$gw_pid,redis=$redis_pid" --quiet
+  stop_pid "$gw_pid"
+  room_empty "$name"
+}
+big_n=$((quick ? 2000 : 10000))
+((big_n > fit)) && big_n=$fit
+for size in 10 1000 "$big_n"; do
+  bigroom_run "bigroom-$size" "$big_n" $((big_n / size)) count
+done
+# One room filled by clients that want every join as a presence_diff: what
+# batching costs when every member is told of every other (n^2/2 names).
+bigroom_run "bigroom-diff-$((big_n / 5))" "$((big_n / 5))" 1 diff
+# A drop of half of a big room at once, rejoining with since.
+bench bigroom-storm storm --url "$both" --clients "$((big_n / 2))" --rooms 1 --senders 2 \
+  --rate 20 --duration "$dur" --presence count --room-prefix bigroom-storm --pids "$servers" --quiet
 
 # Profile: a gateway under 100,000 deliveries/s. Three looks at gw1 during
 # 5 s of a 10 s run: where its CPU goes (perf record, cpu-clock, no call

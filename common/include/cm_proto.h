@@ -24,6 +24,7 @@
 #define CM_GRACE_MAX_MS 10000
 #define CM_MESSAGE_BYTES_DEFAULT 4096
 #define CM_SEQ_MAX 9007199254740991LL /* 2^53 - 1: exact in every JSON reader */
+#define CM_CURSOR_MAX 20              /* digits of a members cursor (an HSCAN cursor, 64 bits) */
 
 /* Error codes of the protocol, in the order of docs/PROTOCOL.md. */
 enum cm_err {
@@ -56,6 +57,13 @@ enum cm_frame_type {
     CM_FRAME_LEGACY, /* no "type", but nickname + room + message: join if needed, then send */
 };
 
+/* How a membership is told of joins and leaves (the join's "presence"). */
+enum cm_presence_mode {
+    CM_PRESENCE_EVENTS, /* default: one presence frame per event, batched in big rooms */
+    CM_PRESENCE_DIFF,   /* always one presence_diff per room per tick */
+    CM_PRESENCE_COUNT,  /* only the count: one presence_count per room per tick */
+};
+
 struct cm_frame {
     enum cm_frame_type type;
     char room[CM_ROOM_MAX + 1];
@@ -69,6 +77,8 @@ struct cm_frame {
     int history;                  /* join: recent messages wanted, 0..500, default 50 */
     int limit;                    /* history: 1..500, default 50 */
     int grace_ms;                 /* join: 0..CM_GRACE_MAX_MS, default 0 */
+    char cursor[CM_CURSOR_MAX + 1]; /* members: where to go on, "0" (the start) by default */
+    enum cm_presence_mode presence; /* join */
     bool has_id;
     bool has_epoch;
 };
@@ -123,6 +133,9 @@ struct cm_limits {
     long long send_queue_bytes;
     long long max_conns_per_ip;
     long long max_connections;
+    long long members_page;         /* members per page (joined, members) */
+    long long presence_batch_above; /* rooms above this many members get presence_diff */
+    long long presence_tick_ms;     /* how often presence_diff goes out */
 };
 
 /*
@@ -132,9 +145,17 @@ struct cm_limits {
  */
 void cm_encode_welcome(struct cm_sbuf *b, const char *session, const char *gateway,
                        const struct cm_limits *limits);
-/* recovered: -1 to omit the field (no `since` was given), 0 false, 1 true. */
+/* A page of a room's members: the JSON array, the room's member count (-1:
+ * omitted) and the cursor of the next page (NULL or "0": this was the last). */
+struct cm_members_page {
+    const char *json;
+    int64_t count;
+    const char *cursor;
+};
+/* recovered: -1 to omit the field (no `since` was given), 0 false, 1 true.
+ * The page's cursor, when there is one, goes out as "members_cursor". */
 void cm_encode_joined(struct cm_sbuf *b, const char *id, const char *room, const char *nickname,
-                      int64_t seq, const char *epoch, const char *members_json,
+                      int64_t seq, const char *epoch, const struct cm_members_page *members,
                       const char *history_json, int recovered);
 void cm_encode_ack(struct cm_sbuf *b, const char *id, const char *room, int64_t seq);
 /* reason: "left" or "replaced". */
@@ -143,7 +164,13 @@ void cm_encode_left(struct cm_sbuf *b, const char *id, const char *room, const c
 void cm_encode_history(struct cm_sbuf *b, const char *id, const char *room,
                        const char *messages_json);
 void cm_encode_members(struct cm_sbuf *b, const char *id, const char *room,
-                       const char *members_json);
+                       const struct cm_members_page *members);
+/* {"type":"presence_diff","room","count","joins":[...],"leaves":[...]}:
+ * the arrays are raw JSON ({"nickname","since"} and {"nickname","reason","ts"}). */
+void cm_encode_presence_diff(struct cm_sbuf *b, const char *room, int64_t count,
+                             const char *joins_json, const char *leaves_json);
+/* {"type":"presence_count","room","count"} */
+void cm_encode_presence_count(struct cm_sbuf *b, const char *room, int64_t count);
 void cm_encode_pong(struct cm_sbuf *b, const char *id);
 void cm_encode_error(struct cm_sbuf *b, const char *id, enum cm_err code, const char *message);
 void cm_encode_reconnect(struct cm_sbuf *b, const char *reason, int64_t after_ms);
@@ -157,6 +184,17 @@ void cm_encode_presence(struct cm_sbuf *b, const char *room, const char *event,
  */
 void cm_encode_message_tail(struct cm_sbuf *b, const char *room, const char *nickname,
                             const char *message, size_t message_len);
+/* A presence frame as the scripts publish it on a room's channel. */
+struct cm_presence {
+    bool join; /* else a leave */
+    char nickname[CM_NICK_MAX_BYTES + 1];
+    char reason[16]; /* a leave's; "" for a join */
+    int64_t ts;
+    int64_t count; /* the room's members after it; -1 if absent */
+};
+/* Reads a presence frame; 0, or -1 if it is not one. */
+int cm_presence_decode(const char *buf, size_t len, struct cm_presence *out);
+
 /* The member value kept in chat:{r}:members: {"session","mid","gateway","since"}. */
 void cm_encode_member(struct cm_sbuf *b, const char *session, const char *mid,
                       const char *gateway, int64_t since);

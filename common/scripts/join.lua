@@ -2,7 +2,9 @@
 -- previous owner's gateway when another session held it), publishes the
 -- presence join, and reads what the joiner needs: the room's seq and epoch,
 -- its history (everything after `since` when that is complete, else the
--- most recent messages) and its members. The caller subscribed to the room
+-- most recent messages), its member count and its members: all of them when
+-- the room has at most a page of them, else the first page of an HSCAN, so
+-- the work done does not grow with the room. The caller subscribed to the room
 -- before running this, so every message after the returned seq reaches it
 -- live: no hole, and seq tells it which live frames history already held.
 --
@@ -16,7 +18,14 @@
 -- ARGV[8] how many recent messages when not recovering
 -- ARGV[9] the presence join frame to publish
 -- ARGV[10] the room name
--- Returns {seq, epoch, recovered (-1 not asked, 0, 1), {history...}, {members...}}.
+-- ARGV[11] members per page (0: none, only the count)
+-- The presence join goes out with the room's member count spliced in as
+-- its last field, "count", so every gateway knows the count without asking.
+-- Returns {seq, epoch, recovered (-1 not asked, 0, 1), {history...},
+-- {nickname, value, nickname, value...}, count, cursor ('0': the list is
+-- complete)}. The members go back as Redis gave them, pairs of a nickname
+-- and its stored value: the gateway makes them into what clients see, so
+-- that each member costs this script nothing but the reply.
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[5]
@@ -26,6 +35,7 @@ local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 
 local prev = redis.call('HGET', KEYS[3], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+local count = redis.call('HLEN', KEYS[3])
 if prev then
   local old = cjson.decode(prev)
   if old.session ~= ARGV[4] then
@@ -33,7 +43,7 @@ if prev then
       cjson.encode({type = 'replaced', session = old.session, mid = old.mid, room = ARGV[10]}))
   end
 else
-  redis.call('PUBLISH', ARGV[1], ARGV[9])
+  redis.call('PUBLISH', ARGV[1], string.sub(ARGV[9], 1, -2) .. ',"count":' .. count .. '}')
 end
 
 local recovered = -1
@@ -57,10 +67,14 @@ if recovered ~= 1 then
   end
 end
 
-local members = {}
-local all = redis.call('HGETALL', KEYS[3])
-for i = 1, #all, 2 do
-  local m = cjson.decode(all[i + 1])
-  members[#members + 1] = cjson.encode({nickname = all[i], since = m.since})
+local page = tonumber(ARGV[11])
+local members, cursor
+if page == 0 then
+  members, cursor = {}, '0'
+elseif count <= page then
+  members, cursor = redis.call('HGETALL', KEYS[3]), '0'
+else
+  local r = redis.call('HSCAN', KEYS[3], '0', 'COUNT', page)
+  members, cursor = r[2], r[1]
 end
-return {seq, epoch, recovered, history, members}
+return {seq, epoch, recovered, history, members, count, cursor}

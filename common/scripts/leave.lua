@@ -5,7 +5,8 @@
 --
 -- KEYS[1] chat:{r}:members
 -- ARGV[1] chat:{r} (channel)   ARGV[2] nickname   ARGV[3] membership id (mid)
--- ARGV[4] the presence leave frame to publish
+-- ARGV[4] the presence leave frame to publish; the room's member count
+--         after the leave is spliced in as its last field, "count"
 -- Returns 1 if the member was removed, 0 if nothing changed.
 local cur = redis.call('HGET', KEYS[1], ARGV[2])
 if not cur then
@@ -15,5 +16,6 @@ if cjson.decode(cur).mid ~= ARGV[3] then
   return 0
 end
 redis.call('HDEL', KEYS[1], ARGV[2])
-redis.call('PUBLISH', ARGV[1], ARGV[4])
+local count = redis.call('HLEN', KEYS[1])
+redis.call('PUBLISH', ARGV[1], string.sub(ARGV[4], 1, -2) .. ',"count":' .. count .. '}')
 return 1

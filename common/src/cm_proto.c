@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -345,14 +346,16 @@ enum {
     F_BEFORE = 1 << 6,
     F_LIMIT = 1 << 7,
     F_GRACE = 1 << 8,
+    F_CURSOR = 1 << 9,
+    F_PRESENCE = 1 << 10,
 };
 
 static const unsigned frame_fields[] = {
-    [CM_FRAME_JOIN] = F_ROOM | F_NICKNAME | F_SINCE | F_EPOCH | F_HISTORY | F_GRACE,
+    [CM_FRAME_JOIN] = F_ROOM | F_NICKNAME | F_SINCE | F_EPOCH | F_HISTORY | F_GRACE | F_PRESENCE,
     [CM_FRAME_MESSAGE] = F_ROOM | F_MESSAGE,
     [CM_FRAME_LEAVE] = F_ROOM,
     [CM_FRAME_HISTORY] = F_ROOM | F_BEFORE | F_LIMIT,
-    [CM_FRAME_MEMBERS] = F_ROOM,
+    [CM_FRAME_MEMBERS] = F_ROOM | F_CURSOR,
     [CM_FRAME_PING] = 0,
     [CM_FRAME_LEGACY] = F_ROOM | F_NICKNAME | F_MESSAGE,
 };
@@ -419,7 +422,44 @@ static int decode_message(const cJSON *root, size_t message_max, struct cm_frame
     return 0;
 }
 
-/* since, epoch, history and grace_ms of a join; before and limit of a history. */
+/* A members cursor: 1..20 decimal digits, as the previous page gave it. */
+static int decode_cursor(const cJSON *root, struct cm_frame *out, struct cm_decode_error *err)
+{
+    const char *s;
+    size_t n;
+    int r = get_str(root, "cursor", &s, &n);
+    if (r == 0)
+        return 0;
+    bool ok = r > 0 && n >= 1 && n <= CM_CURSOR_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = s[i] >= '0' && s[i] <= '9';
+    if (!ok)
+        return fail(err, CM_ERR_BAD_REQUEST, "cursor must be a string of 1-20 digits");
+    memcpy(out->cursor, s, n + 1);
+    return 0;
+}
+
+/* A join's presence mode: "events" (the default), "diff" or "count". */
+static int decode_presence(const cJSON *root, struct cm_frame *out, struct cm_decode_error *err)
+{
+    const char *s;
+    size_t n;
+    int r = get_str(root, "presence", &s, &n);
+    if (r == 0)
+        return 0;
+    if (r > 0 && strcmp(s, "events") == 0)
+        out->presence = CM_PRESENCE_EVENTS;
+    else if (r > 0 && strcmp(s, "diff") == 0)
+        out->presence = CM_PRESENCE_DIFF;
+    else if (r > 0 && strcmp(s, "count") == 0)
+        out->presence = CM_PRESENCE_COUNT;
+    else
+        return fail(err, CM_ERR_BAD_REQUEST, "presence must be \"events\", \"diff\" or \"count\"");
+    return 0;
+}
+
+/* since, epoch, history, grace_ms and presence of a join; before and limit of a
+ * history; cursor of a members request. */
 static int decode_options(const cJSON *root, unsigned fields, struct cm_frame *out,
                           struct cm_decode_error *err)
 {
@@ -446,6 +486,10 @@ static int decode_options(const cJSON *root, unsigned fields, struct cm_frame *o
     if ((fields & F_GRACE) &&
         get_small_int(root, "grace_ms", 0, CM_GRACE_MAX_MS, &out->grace_ms) != 0)
         return fail(err, CM_ERR_BAD_REQUEST, "grace_ms must be a whole number from 0 to 10000");
+    if ((fields & F_CURSOR) && decode_cursor(root, out, err) != 0)
+        return -1;
+    if ((fields & F_PRESENCE) && decode_presence(root, out, err) != 0)
+        return -1;
     return 0;
 }
 
@@ -475,6 +519,8 @@ static void frame_init(struct cm_frame *f)
     f->before = -1;
     f->history = CM_HISTORY_DEFAULT;
     f->limit = CM_HISTORY_DEFAULT;
+    strcpy(f->cursor, "0");
+    f->presence = CM_PRESENCE_EVENTS;
 }
 
 /* Parses buf as one JSON object after the byte-level checks. Returns the
@@ -635,11 +681,24 @@ void cm_encode_welcome(struct cm_sbuf *b, const char *session, const char *gatew
     put_int_field(b, ",\"send_queue_bytes\":", limits->send_queue_bytes);
     put_int_field(b, ",\"max_conns_per_ip\":", limits->max_conns_per_ip);
     put_int_field(b, ",\"max_connections\":", limits->max_connections);
+    put_int_field(b, ",\"members_page\":", limits->members_page);
+    put_int_field(b, ",\"presence_batch_above\":", limits->presence_batch_above);
+    put_int_field(b, ",\"presence_tick_ms\":", limits->presence_tick_ms);
     cm_sbuf_puts(b, "}}");
 }
 
+/* ,"count":N and ,"<cursor_key>":"c" of a members page, each when set. */
+static void put_page_fields(struct cm_sbuf *b, const struct cm_members_page *m,
+                            const char *cursor_prefix)
+{
+    if (m->count >= 0)
+        put_int_field(b, ",\"count\":", m->count);
+    if (m->cursor && *m->cursor && strcmp(m->cursor, "0") != 0)
+        put_str_field(b, cursor_prefix, m->cursor);
+}
+
 void cm_encode_joined(struct cm_sbuf *b, const char *id, const char *room, const char *nickname,
-                      int64_t seq, const char *epoch, const char *members_json,
+                      int64_t seq, const char *epoch, const struct cm_members_page *members,
                       const char *history_json, int recovered)
 {
     put_head(b, "joined", id);
@@ -649,7 +708,8 @@ void cm_encode_joined(struct cm_sbuf *b, const char *id, const char *room, const
     put_str_field(b, ",\"epoch\":", epoch);
     if (recovered >= 0)
         cm_sbuf_puts(b, recovered ? ",\"recovered\":true" : ",\"recovered\":false");
-    put_raw_field(b, ",\"members\":", members_json);
+    put_raw_field(b, ",\"members\":", members->json);
+    put_page_fields(b, members, ",\"members_cursor\":");
     put_raw_field(b, ",\"history\":", history_json);
     put_end(b);
 }
@@ -680,11 +740,23 @@ void cm_encode_history(struct cm_sbuf *b, const char *id, const char *room,
 }
 
 void cm_encode_members(struct cm_sbuf *b, const char *id, const char *room,
-                       const char *members_json)
+                       const struct cm_members_page *members)
 {
     put_head(b, "members", id);
     put_str_field(b, ",\"room\":", room);
-    put_raw_field(b, ",\"members\":", members_json);
+    put_raw_field(b, ",\"members\":", members->json);
+    put_page_fields(b, members, ",\"cursor\":");
+    put_end(b);
+}
+
+void cm_encode_presence_diff(struct cm_sbuf *b, const char *room, int64_t count,
+                             const char *joins_json, const char *leaves_json)
+{
+    put_head(b, "presence_diff", NULL);
+    put_str_field(b, ",\"room\":", room);
+    put_int_field(b, ",\"count\":", count);
+    put_raw_field(b, ",\"joins\":", joins_json);
+    put_raw_field(b, ",\"leaves\":", leaves_json);
     put_end(b);
 }
 
@@ -744,4 +816,42 @@ void cm_encode_member(struct cm_sbuf *b, const char *session, const char *mid, c
     put_str_field(b, ",\"gateway\":", gateway);
     put_int_field(b, ",\"since\":", since);
     put_end(b);
+}
+
+void cm_encode_presence_count(struct cm_sbuf *b, const char *room, int64_t count)
+{
+    put_head(b, "presence_count", NULL);
+    put_str_field(b, ",\"room\":", room);
+    put_int_field(b, ",\"count\":", count);
+    put_end(b);
+}
+
+int cm_presence_decode(const char *buf, size_t len, struct cm_presence *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->count = -1;
+    cJSON *o = cJSON_ParseWithLength(buf, len);
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "type"));
+    const char *event = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "event"));
+    const char *nick = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "nickname"));
+    const char *reason = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "reason"));
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(o, "ts");
+    const cJSON *count = cJSON_GetObjectItemCaseSensitive(o, "count");
+    int rc = -1;
+    if (!type || strcmp(type, "presence") != 0 || !event || !nick ||
+        strlen(nick) > CM_NICK_MAX_BYTES)
+        goto out;
+    if (strcmp(event, "join") == 0)
+        out->join = true;
+    else if (strcmp(event, "leave") != 0)
+        goto out;
+    snprintf(out->nickname, sizeof(out->nickname), "%s", nick);
+    snprintf(out->reason, sizeof(out->reason), "%s", reason && !out->join ? reason : "");
+    out->ts = cJSON_IsNumber(ts) ? (int64_t)ts->valuedouble : 0;
+    if (cJSON_IsNumber(count) && count->valuedouble >= 0)
+        out->count = (int64_t)count->valuedouble;
+    rc = 0;
+out:
+    cJSON_Delete(o);
+    return rc;
 }

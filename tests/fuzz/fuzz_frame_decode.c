@@ -71,7 +71,8 @@ static void reencode(const struct cm_frame *f, struct cm_sbuf *b)
         cm_encode_ack(b, id, f->room, 1);
         o = parse_back(b);
     } else if (f->type == CM_FRAME_JOIN) {
-        cm_encode_joined(b, id, f->room, f->nickname, f->since, f->epoch, "[]", "[]",
+        const struct cm_members_page page = {"[]", f->since, f->cursor};
+        cm_encode_joined(b, id, f->room, f->nickname, f->since, f->epoch, &page, "[]",
                          f->since >= 0);
         o = parse_back(b);
         expect_str(o, "nickname", f->nickname, strlen(f->nickname));

@@ -54,7 +54,8 @@ test('members over HTTP', { timeout: 10000 }, async () => {
 test('a room nobody used has empty history and members', { timeout: 10000 }, async () => {
   const r = uniqueRoom('empty');
   assert.deepEqual(await getJson(`/api/rooms/${r}/history`), { room: r, messages: [] });
-  assert.deepEqual(await getJson(`/api/rooms/${r}/members`), { room: r, members: [] });
+  // count is an addition of issue 13 (docs/PROTOCOL.md): the room's member count.
+  assert.deepEqual(await getJson(`/api/rooms/${r}/members`), { room: r, members: [], count: 0 });
 });
 
 test('bad room names and bad numbers are client errors', { timeout: 10000 }, async () => {

@@ -890,7 +890,11 @@ static void test_encode_exact(void **state)
 {
     struct cm_sbuf b;
     cm_sbuf_init(&b, 16);
-    static const struct cm_limits lim = {4096, 65536, 20, 100, 40, 10, 1048576, 0, 100000};
+    static const struct cm_limits lim = {4096,    65536, 20,     100, 40,  10,
+                                         1048576, 0,     100000, 100, 100, 200};
+    static const struct cm_members_page none = {"[]", -1, NULL};
+    static const struct cm_members_page one = {"[{\"nickname\":\"n\",\"since\":1}]", 1, "0"};
+    static const struct cm_members_page first = {"[{\"nickname\":\"n\",\"since\":1}]", 250, "17"};
 
 #define CASE(call, expected)                                                                       \
     do {                                                                                           \
@@ -910,8 +914,16 @@ static void test_encode_exact(void **state)
          "{\"type\":\"history\",\"id\":\"h\",\"room\":\"r\",\"messages\":[{\"a\":1}]}");
     CASE(cm_encode_history(&b, NULL, "r", NULL),
          "{\"type\":\"history\",\"room\":\"r\",\"messages\":[]}");
-    CASE(cm_encode_members(&b, NULL, "r", "[]"),
+    CASE(cm_encode_members(&b, NULL, "r", &none),
          "{\"type\":\"members\",\"room\":\"r\",\"members\":[]}");
+    CASE(cm_encode_members(&b, "p", "r", &first),
+         "{\"type\":\"members\",\"id\":\"p\",\"room\":\"r\",\"members\":[{\"nickname\":\"n\","
+         "\"since\":1}],\"count\":250,\"cursor\":\"17\"}");
+    CASE(cm_encode_presence_count(&b, "r", 3),
+         "{\"type\":\"presence_count\",\"room\":\"r\",\"count\":3}");
+    CASE(cm_encode_presence_diff(&b, "r", 3, "[{\"nickname\":\"a\",\"since\":1}]", NULL),
+         "{\"type\":\"presence_diff\",\"room\":\"r\",\"count\":3,\"joins\":[{\"nickname\":"
+         "\"a\",\"since\":1}],\"leaves\":[]}");
     CASE(cm_encode_error(&b, "9", CM_ERR_NOT_JOINED, "join first"),
          "{\"type\":\"error\",\"id\":\"9\",\"code\":\"not_joined\",\"message\":\"join first\"}");
     CASE(cm_encode_reconnect(&b, "shutdown", 1500),
@@ -928,10 +940,16 @@ static void test_encode_exact(void **state)
          "{\"type\":\"welcome\",\"session\":\"s\",\"gateway\":\"g\",\"limits\":{\"message_bytes\":"
          "4096,\"frame_bytes\":65536,\"rate_per_sec\":20,\"rooms\":100,\"rate_burst\":40,"
          "\"joins_per_sec\":10,\"send_queue_bytes\":1048576,\"max_conns_per_ip\":0,"
-         "\"max_connections\":100000}}");
-    CASE(cm_encode_joined(&b, "j", "r", "n", 3, "e", "[{\"nickname\":\"n\",\"since\":1}]", "[]", 1),
+         "\"max_connections\":100000,\"members_page\":100,\"presence_batch_above\":100,"
+         "\"presence_tick_ms\":200}}");
+    CASE(cm_encode_joined(&b, "j", "r", "n", 3, "e", &one, "[]", 1),
          "{\"type\":\"joined\",\"id\":\"j\",\"room\":\"r\",\"nickname\":\"n\",\"seq\":3,\"epoch\":"
-         "\"e\",\"recovered\":true,\"members\":[{\"nickname\":\"n\",\"since\":1}],\"history\":[]}");
+         "\"e\",\"recovered\":true,\"members\":[{\"nickname\":\"n\",\"since\":1}],\"count\":1,"
+         "\"history\":[]}");
+    CASE(cm_encode_joined(&b, NULL, "r", "n", 3, "e", &first, "[]", -1),
+         "{\"type\":\"joined\",\"room\":\"r\",\"nickname\":\"n\",\"seq\":3,\"epoch\":"
+         "\"e\",\"members\":[{\"nickname\":\"n\",\"since\":1}],\"count\":250,"
+         "\"members_cursor\":\"17\",\"history\":[]}");
 #undef CASE
     /* The headroom stayed in front of the data. */
     assert_ptr_equal(cm_sbuf_data(&b), b.mem + 16);
@@ -942,11 +960,12 @@ static void test_encode_fields(void **state)
 {
     struct cm_sbuf b;
     cm_sbuf_init(&b, 0);
+    static const struct cm_members_page nothing = {NULL, -1, NULL};
 
     cm_encode_joined(&b, NULL, "room.1",
                      "N\xc3\xad"
                      "ck",
-                     0, "ep", NULL, NULL, -1);
+                     0, "ep", &nothing, NULL, -1);
     cJSON *o = parse_back(&b);
     assert_str_field(o, "type", "joined");
     assert_str_field(o, "room", "room.1");
@@ -963,7 +982,7 @@ static void test_encode_fields(void **state)
     cJSON_Delete(o);
 
     cm_sbuf_reset(&b);
-    cm_encode_joined(&b, "x", "r", "n", CM_SEQ_MAX, "e", "[]",
+    cm_encode_joined(&b, "x", "r", "n", CM_SEQ_MAX, "e", &nothing,
                      "[{\"type\":\"message\",\"seq\":1},{\"type\":\"message\",\"seq\":2}]", 0);
     o = parse_back(&b);
     assert_true(cJSON_IsFalse(cJSON_GetObjectItem(o, "recovered")));
@@ -974,7 +993,7 @@ static void test_encode_fields(void **state)
     cJSON_Delete(o);
 
     cm_sbuf_reset(&b);
-    static const struct cm_limits lim = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    static const struct cm_limits lim = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
     cm_encode_welcome(&b, "sess", "gw", &lim);
     o = parse_back(&b);
     assert_str_field(o, "session", "sess");
@@ -989,7 +1008,10 @@ static void test_encode_fields(void **state)
     assert_num_field(l, "send_queue_bytes", 7);
     assert_num_field(l, "max_conns_per_ip", 8);
     assert_num_field(l, "max_connections", 9);
-    assert_nfields(l, 9);
+    assert_num_field(l, "members_page", 10);
+    assert_num_field(l, "presence_batch_above", 11);
+    assert_num_field(l, "presence_tick_ms", 12);
+    assert_nfields(l, 12);
     assert_nfields(o, 4);
     cJSON_Delete(o);
     cm_sbuf_free(&b);
@@ -1133,6 +1155,70 @@ static void test_encode_numbers_and_nulls(void **state)
     cm_sbuf_free(&b);
 }
 
+/* Big rooms: members' cursor and join's presence mode. */
+static void test_decode_cursor_presence(void **state)
+{
+    struct cm_frame f;
+    decode_ok("{\"type\":\"members\",\"room\":\"r\"}", &f);
+    assert_string_equal(f.cursor, "0");
+    cm_frame_clear(&f);
+    decode_ok("{\"type\":\"members\",\"room\":\"r\",\"cursor\":\"18446744073709551615\"}", &f);
+    assert_string_equal(f.cursor, "18446744073709551615");
+    cm_frame_clear(&f);
+    EXPECT("{\"type\":\"members\",\"room\":\"r\",\"cursor\":5}", CM_ERR_BAD_REQUEST);
+    EXPECT("{\"type\":\"members\",\"room\":\"r\",\"cursor\":\"\"}", CM_ERR_BAD_REQUEST);
+    EXPECT("{\"type\":\"members\",\"room\":\"r\",\"cursor\":\"1a\"}", CM_ERR_BAD_REQUEST);
+    EXPECT("{\"type\":\"members\",\"room\":\"r\",\"cursor\":\"-1\"}", CM_ERR_BAD_REQUEST);
+    EXPECT("{\"type\":\"members\",\"room\":\"r\",\"cursor\":\"184467440737095516150\"}",
+           CM_ERR_BAD_REQUEST);
+
+    decode_ok("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\"}", &f);
+    assert_int_equal(f.presence, CM_PRESENCE_EVENTS);
+    cm_frame_clear(&f);
+    decode_ok("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\",\"presence\":\"diff\"}", &f);
+    assert_int_equal(f.presence, CM_PRESENCE_DIFF);
+    cm_frame_clear(&f);
+    decode_ok("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\",\"presence\":\"events\"}", &f);
+    assert_int_equal(f.presence, CM_PRESENCE_EVENTS);
+    cm_frame_clear(&f);
+    decode_ok("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\",\"presence\":\"count\"}", &f);
+    assert_int_equal(f.presence, CM_PRESENCE_COUNT);
+    cm_frame_clear(&f);
+    EXPECT("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\",\"presence\":\"all\"}",
+           CM_ERR_BAD_REQUEST);
+    EXPECT("{\"type\":\"join\",\"room\":\"r\",\"nickname\":\"n\",\"presence\":true}",
+           CM_ERR_BAD_REQUEST);
+}
+
+/* Presence frames as the scripts publish them, count spliced in last. */
+static void test_presence_decode(void **state)
+{
+    struct cm_presence p;
+    const char *join = "{\"type\":\"presence\",\"room\":\"r\",\"event\":\"join\",\"nickname\":"
+                       "\"b\\u00f6b\",\"ts\":17,\"count\":101}";
+    assert_int_equal(cm_presence_decode(join, strlen(join), &p), 0);
+    assert_true(p.join);
+    assert_string_equal(p.nickname, "b\xc3\xb6"
+                                    "b");
+    assert_string_equal(p.reason, "");
+    assert_int_equal(p.ts, 17);
+    assert_int_equal(p.count, 101);
+    const char *leave = "{\"type\":\"presence\",\"room\":\"r\",\"event\":\"leave\",\"nickname\":"
+                        "\"x\",\"reason\":\"gateway_lost\",\"ts\":5}";
+    assert_int_equal(cm_presence_decode(leave, strlen(leave), &p), 0);
+    assert_false(p.join);
+    assert_string_equal(p.reason, "gateway_lost");
+    assert_int_equal(p.count, -1); /* from a worker that does not add it */
+    static const char *const bad[] = {
+        "{\"type\":\"message\",\"seq\":1}",
+        "{\"type\":\"presence\",\"event\":\"wave\",\"nickname\":\"x\"}",
+        "{\"type\":\"presence\",\"event\":\"join\"}",
+        "not json",
+    };
+    for (size_t i = 0; i < CM_ARRAY_LEN(bad); i++)
+        assert_int_equal(cm_presence_decode(bad[i], strlen(bad[i]), &p), -1);
+}
+
 /* Inputs that tests/fuzz finds crashing go here as cases of their own; 18
  * million runs of fuzz_frame_decode have found none so far. */
 
@@ -1146,6 +1232,8 @@ int main(void)
         cmocka_unit_test(test_decode_join),
         cmocka_unit_test(test_decode_message),
         cmocka_unit_test(test_decode_leave_members_ping),
+        cmocka_unit_test(test_decode_cursor_presence),
+        cmocka_unit_test(test_presence_decode),
         cmocka_unit_test(test_decode_history),
         cmocka_unit_test(test_decode_legacy),
         cmocka_unit_test(test_decode_whitespace_and_unknown_fields),

@@ -72,6 +72,7 @@ struct bn_config {
     int npids;
     char redis[160]; /* HOST:PORT for INFO commandstats, "" for none */
     char room_prefix[32];
+    char presence[8]; /* the joins' "presence" (events, diff, count); "" to leave it out */
     double drain;  /* seconds to wait for acks and deliveries */
     double settle; /* seconds between the last join and measuring */
     long long max_inflight;

@@ -22,6 +22,7 @@
 #define PFX_MESSAGE "{\"type\":\"message\","
 #define PFX_ACK "{\"type\":\"ack\","
 #define PFX_PRESENCE "{\"type\":\"presence\","
+#define PFX_PRESENCE_BATCH "{\"type\":\"presence_" /* presence_diff, presence_count */
 #define PFX_PONG "{\"type\":\"pong\""
 #define LIT(s) s, sizeof(s) - 1
 
@@ -315,7 +316,7 @@ void bn_chat_on_text(struct bn *b, struct bn_conn *c, const char *p, size_t n, u
         on_message_fast(b, c, p, n, now);
     else if (starts(p, n, LIT(PFX_ACK)))
         on_ack_fast(b, c, p, n);
-    else if (starts(p, n, LIT(PFX_PRESENCE)))
+    else if (starts(p, n, LIT(PFX_PRESENCE)) || starts(p, n, LIT(PFX_PRESENCE_BATCH)))
         b->st.presence++;
     else if (starts(p, n, LIT(PFX_PONG)))
         b->st.pongs++;
@@ -326,8 +327,10 @@ void bn_chat_on_text(struct bn *b, struct bn_conn *c, const char *p, size_t n, u
 static int send_join(struct bn *b, struct bn_conn *c)
 {
     const struct bn_room *r = &b->rooms[c->room];
-    char frame[512], nick[32];
+    char frame[512], nick[32], presence[32] = "";
     int n;
+    if (b->cfg.presence[0])
+        snprintf(presence, sizeof(presence), ",\"presence\":\"%s\"", b->cfg.presence);
     /* A slot of the connect mode that joins again takes a fresh nickname, so
      * that it measures joins, not takeovers of its previous self. */
     if (c->cycle)
@@ -337,13 +340,13 @@ static int send_join(struct bn *b, struct bn_conn *c)
     if (c->flags & BN_F_REJOIN)
         n = snprintf(frame, sizeof(frame),
                      "{\"type\":\"join\",\"id\":\"j\",\"room\":\"%s\",\"nickname\":\"%s\","
-                     "\"history\":0,\"since\":%lld,\"epoch\":\"%s\"}",
-                     r->name, nick, (long long)c->last_seq, r->epoch);
+                     "\"history\":0,\"since\":%lld,\"epoch\":\"%s\"%s}",
+                     r->name, nick, (long long)c->last_seq, r->epoch, presence);
     else
         n = snprintf(frame, sizeof(frame),
                      "{\"type\":\"join\",\"id\":\"j\",\"room\":\"%s\",\"nickname\":\"%s\","
-                     "\"history\":0}",
-                     r->name, nick);
+                     "\"history\":0%s}",
+                     r->name, nick, presence);
     c->flags |= BN_F_JOINING;
     b->joining++;
     return bn_ws_send(b, c, 0x1, frame, (size_t)n);

@@ -97,6 +97,8 @@ static void usage(FILE *f)
         "  --redis HOST:PORT        read INFO commandstats before and after (fanout, storm):\n"
         "                           Redis commands per chat message\n"
         "  --room-prefix P          rooms are named P-<run id>-<i> [bench]\n"
+        "  --presence MODE          joins ask for presence MODE: events, diff or count\n"
+        "                           (docs/PROTOCOL.md, big rooms) [not asked: events]\n"
         "  --quiet                  no progress line every second on stderr\n"
         "  --help                   show this help and exit\n"
         "  --version                show the version and exit\n"
@@ -255,6 +257,7 @@ enum {
     O_PIDS,
     O_REDIS,
     O_ROOM_PREFIX,
+    O_PRESENCE,
     O_QUIET,
     O_HELP,
     O_VERSION
@@ -282,6 +285,7 @@ static const struct option long_opts[] = {
     {"pids", required_argument, NULL, O_PIDS},
     {"redis", required_argument, NULL, O_REDIS},
     {"room-prefix", required_argument, NULL, O_ROOM_PREFIX},
+    {"presence", required_argument, NULL, O_PRESENCE},
     {"quiet", no_argument, NULL, O_QUIET},
     {"help", no_argument, NULL, O_HELP},
     {"version", no_argument, NULL, O_VERSION},
@@ -345,6 +349,11 @@ static int parse_option(struct bn_config *cfg, int opt, const char *v)
                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") != strlen(v))
             return bad("--room-prefix must be 1-30 of [A-Za-z0-9._:-], not '%s'", v);
         snprintf(cfg->room_prefix, sizeof(cfg->room_prefix), "%s", v);
+        return 0;
+    case O_PRESENCE:
+        if (strcmp(v, "events") != 0 && strcmp(v, "diff") != 0 && strcmp(v, "count") != 0)
+            return bad("--presence must be events, diff or count, not '%s'", v);
+        snprintf(cfg->presence, sizeof(cfg->presence), "%s", v);
         return 0;
     case O_QUIET: cfg->quiet = true; return 0;
     }

@@ -120,6 +120,25 @@ if (keepalive) {
   out();
 }
 
+const bigrooms = fs.readdirSync(dir)
+  .filter((f) => /^bigroom-(diff-)?[0-9]+\.json$/.test(f))
+  .map((f) => ({ name: f.replace(/\.json$/, ''), r: load(f.replace(/\.json$/, '')) }))
+  .filter((x) => x.r && x.r.connections)
+  .sort((a, b) => a.r.connections / a.r.rooms - b.r.connections / b.r.rooms);
+if (bigrooms.length) {
+  out('## Big rooms: the same joins into rooms of growing size');
+  out('');
+  out('| run | clients | rooms | joined in (s) | joins/s | connect→joined p50 / p99 (ms) | Redis CPU (s) | Redis CPU per join (µs) | gateway CPU per join (µs) |');
+  out('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const { name, r } of bigrooms) {
+    const cpu = (n) => r.memory.find((m) => m.name === n)?.cpu_s;
+    const per = (n) => (cpu(n) !== undefined ? fmt(Math.round((cpu(n) * 1e6) / r.established)) : '?');
+    out(`| ${name} | ${fmt(r.connections)} | ${fmt(r.rooms)} | ${r.setup_s} | ${fmt(r.setup_per_s)} | ` +
+        `${ms(r.setup_latency_us.p50)} / ${ms(r.setup_latency_us.p99)} | ${cpu('redis')} | ${per('redis')} | ${per(name)} |`);
+  }
+  out('');
+}
+
 if (storm) {
   out('## Reconnect storm');
   out();

@@ -102,7 +102,8 @@ int gw_store_join(struct gw_store *st, const struct gw_store_join *req, gw_store
     return 0;
 }
 
-int gw_store_members(struct gw_store *st, const char *room, gw_store_members_fn *fn, void *priv)
+int gw_store_members(struct gw_store *st, const char *room, const char *cursor,
+                     gw_store_members_fn *fn, void *priv)
 {
     return add(FAKE_MEMBERS, room, (void (*)(void))fn, priv) < 0 ? -1 : 0;
 }

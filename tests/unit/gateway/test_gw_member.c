@@ -46,6 +46,7 @@ static int teardown(void **state)
     HASH_ITER(hh, srv.sessions, s, tmp) {
         fake_session_close(s, "closed");
     }
+    gw_presence_tick(&srv); /* rooms kept for a batch go at the tick */
     assert_null(srv.rooms); /* every room went with its last member */
     return 0;
 }
@@ -71,7 +72,8 @@ static void answer_join(const char *room, enum gw_store_status status, int64_t s
     int i = fake_store_find(FAKE_JOIN, room);
     assert_true(i >= 0);
     struct fake_call c = fake_store_take(i);
-    struct gw_store_joined j = {.seq = seq, .epoch = epoch, .recovered = -1};
+    struct gw_store_joined j = {
+        .seq = seq, .epoch = epoch, .recovered = -1, .members = {.count = 1, .cursor = "0"}};
     ((gw_store_join_fn *)c.fn)(c.priv, status, status == GW_STORE_OK ? &j : NULL);
 }
 
@@ -125,6 +127,44 @@ static bool sent(const struct gw_session *s, const char *needle)
 static bool logged(const char *line)
 {
     return fake_store_logged(line, 0) >= 0;
+}
+
+/* A second member of a subscribed room, joined with "presence":mode. */
+static struct gw_member *join_mode(struct gw_session *s, const char *room, const char *mode)
+{
+    char buf[256];
+    struct cm_frame f;
+    struct cm_decode_error err;
+    snprintf(buf, sizeof(buf),
+             "{\"type\":\"join\",\"room\":\"%s\",\"nickname\":\"%s\","
+             "\"presence\":\"%s\"}",
+             room, s->id, mode);
+    assert_int_equal(cm_frame_decode(buf, strlen(buf), 1000, &f, &err), 0);
+    struct gw_member *m = gw_member_join(s, &f);
+    cm_frame_clear(&f);
+    answer_join(room, GW_STORE_OK, 0, "e1"); /* the room is subscribed already */
+    assert_int_equal(m->state, GW_MEMBER_JOINED);
+    return m;
+}
+
+/* A presence frame as the scripts publish it, with the room's count. */
+static void presence(const char *room, const char *event, const char *nick, int count)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf),
+             "{\"type\":\"presence\",\"room\":\"%s\",\"event\":\"%s\","
+             "\"nickname\":\"%s\",%s\"ts\":7,\"count\":%d}",
+             room, event, nick, strcmp(event, "leave") == 0 ? "\"reason\":\"left\"," : "", count);
+    gw_room_on_message(&srv, room, buf, strlen(buf));
+}
+
+/* How many frames s was sent that contain needle. */
+static int count_sent(const struct gw_session *s, const char *needle)
+{
+    int n = 0;
+    for (int i = 0; i < fake_session_frames(s); i++)
+        n += strstr(fake_session_frame(s, i), needle) != NULL;
+    return n;
 }
 
 /* ---- joining ---- */
@@ -378,6 +418,120 @@ static void test_reassert_skips_joining(void **state)
     assert_int_equal(fake_store_find(FAKE_REASSERT, NULL), -1);
 }
 
+/* ---- presence ---- */
+
+/* Above the threshold every member gets one diff per tick, with the latest
+ * event of each nickname and the last count. */
+static void test_presence_batched_in_big_room(void **state)
+{
+    srv.cfg.presence_batch_above = 2;
+    struct gw_session *a = fake_session_new(&srv, "a"), *b = fake_session_new(&srv, "b");
+    joined(a, "r", 0);
+    join_mode(b, "r", "diff");
+    presence("r", "join", "x", 3);
+    presence("r", "join", "y", 4);
+    presence("r", "leave", "x", 3);
+    assert_int_equal(count_sent(a, "presence"), 0);
+    assert_int_equal(count_sent(b, "presence"), 0);
+    gw_presence_tick(&srv);
+    const char *want = "{\"type\":\"presence_diff\",\"room\":\"r\",\"count\":3,\"joins\":"
+                       "[{\"nickname\":\"y\",\"since\":7}],\"leaves\":[{\"nickname\":\"x\","
+                       "\"reason\":\"left\",\"ts\":7}]}";
+    assert_int_equal(count_sent(a, want), 1);
+    assert_int_equal(count_sent(b, want), 1);
+    gw_presence_tick(&srv); /* nothing new: no empty diff */
+    assert_int_equal(count_sent(a, "presence_diff"), 1);
+}
+
+/* At or below it, a member that did not ask gets each frame at once; one
+ * that asked gets diffs. */
+static void test_presence_small_room(void **state)
+{
+    srv.cfg.presence_batch_above = 5;
+    struct gw_session *a = fake_session_new(&srv, "a"), *b = fake_session_new(&srv, "b");
+    joined(a, "r", 0);
+    join_mode(b, "r", "diff");
+    presence("r", "join", "x", 3);
+    assert_int_equal(count_sent(a, "{\"type\":\"presence\",\"room\":\"r\",\"event\":\"join\""), 1);
+    assert_int_equal(count_sent(b, "presence"), 0);
+    gw_presence_tick(&srv);
+    assert_int_equal(count_sent(b, "\"joins\":[{\"nickname\":\"x\""), 1);
+    assert_int_equal(count_sent(a, "presence_diff"), 0);
+}
+
+/* A member that asked for the count gets presence_count once per tick, in
+ * a room of any size, and no names. */
+static void test_presence_count_only(void **state)
+{
+    srv.cfg.presence_batch_above = 5;
+    struct gw_session *a = fake_session_new(&srv, "a"), *c = fake_session_new(&srv, "c");
+    joined(a, "r", 0);
+    join_mode(c, "r", "count");
+    presence("r", "join", "x", 3);
+    presence("r", "join", "y", 4);
+    assert_int_equal(count_sent(c, "presence"), 0);
+    gw_presence_tick(&srv);
+    assert_int_equal(count_sent(c, "{\"type\":\"presence_count\",\"room\":\"r\",\"count\":4}"), 1);
+    assert_int_equal(count_sent(c, "presence"), 1);
+    assert_int_equal(count_sent(a, "presence_count"), 0);
+    srv.cfg.presence_batch_above = 2; /* big now: a gets a diff, c still only the count */
+    presence("r", "leave", "x", 3);
+    gw_presence_tick(&srv);
+    assert_int_equal(count_sent(c, "\"count\":3}"), 1);
+    assert_int_equal(count_sent(c, "presence_diff"), 0);
+    assert_int_equal(count_sent(a, "presence_diff"), 1);
+}
+
+/* A frame without a count (a script of an older release) moves the count
+ * we know by one. */
+static void test_presence_without_count(void **state)
+{
+    srv.cfg.presence_batch_above = 2;
+    struct gw_session *a = fake_session_new(&srv, "a");
+    joined(a, "r", 0);
+    presence("r", "join", "x", 3);
+    const char *old = "{\"type\":\"presence\",\"room\":\"r\",\"event\":\"join\","
+                      "\"nickname\":\"y\",\"ts\":7}";
+    gw_room_on_message(&srv, "r", old, strlen(old));
+    gw_presence_tick(&srv);
+    assert_int_equal(count_sent(a, "\"count\":4,"), 1);
+}
+
+/* Crossing the threshold sends what is batched first: no member gets two
+ * events of one nickname out of order. */
+static void test_presence_crossing_keeps_order(void **state)
+{
+    srv.cfg.presence_batch_above = 2;
+    struct gw_session *a = fake_session_new(&srv, "a");
+    joined(a, "r", 0);
+    presence("r", "join", "x", 3);
+    presence("r", "leave", "x", 2);
+    int n = fake_session_frames(a);
+    assert_true(n >= 2);
+    assert_non_null(strstr(fake_session_frame(a, n - 2), "\"joins\":[{\"nickname\":\"x\""));
+    assert_non_null(strstr(fake_session_frame(a, n - 1), "\"event\":\"leave\""));
+    gw_presence_tick(&srv);
+    assert_int_equal(fake_session_frames(a), n);
+}
+
+/* A room kept for its batch after the last member left subscribes again
+ * for the next member. */
+static void test_room_kept_for_batch_subscribes_again(void **state)
+{
+    srv.cfg.presence_batch_above = 0;
+    struct gw_session *a = fake_session_new(&srv, "a");
+    struct gw_member *m = joined(a, "r", 0);
+    presence("r", "join", "x", 2);
+    gw_member_left(m, NULL);
+    assert_true(logged("unsubscribe r"));
+    int from = fake_store_logged("unsubscribe r", 0);
+    struct gw_session *b = fake_session_new(&srv, "b");
+    assert_non_null(join(b, "r", "b"));
+    assert_true(fake_store_logged("subscribe r", from) > from);
+    gw_presence_tick(&srv);
+    assert_non_null(srv.rooms);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +553,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resync_new_epoch_restarts_seqs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reassert_new_mid_and_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reassert_skips_joining, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_presence_batched_in_big_room, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_presence_small_room, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_presence_count_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_presence_without_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_presence_crossing_keeps_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_room_kept_for_batch_subscribes_again, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
