@@ -4,7 +4,8 @@
 //   recovers what was missed (since/epoch) below a divider that counts it,
 //   and the others see no leave/join flap (join.grace_ms);
 // - after a failover the divider counts exactly the recovered messages and
-//   sits right above them;
+//   sits right above them, and after a second outage it moves down: one
+//   divider, never a stale count above messages it does not count;
 // - a nickname taken over from a second tab: the first still shows the
 //   room's members (the nickname is still there, elsewhere);
 // - an 80-message burst is sent in full, paced by welcome.limits, with the
@@ -181,6 +182,22 @@ test('failover: the divider counts exactly the recovered messages and sits right
     assert.equal(d.text, '5 new messages while you were away');
     assert.deepEqual(d.below, missed);
     assert.deepEqual(d.above, ['seen 1', 'seen 2']);
+
+    // A second outage (the network, this time): still one divider, moved
+    // down to what was missed since and counting only that. (The old page
+    // kept the first divider too, so its stale count sat above messages it
+    // did not count.)
+    proxy.setRefusing(true);
+    proxy.dropAll();
+    await until(async () => (await fay.connState()) === 'waiting', { what: 'the page to notice the cut' });
+    const again = ['later 1', 'later 2'];
+    for (const m of again) await other.say(room, m);
+    proxy.setRefusing(false);
+    await until(async () => (await fay.connState()) === 'open', { timeoutMs: 20000, what: 'reconnected again' });
+    await fay.waitTexts(room, again);
+    const d2 = await belowDivider(fay, room);
+    assert.equal(d2.text, '2 new messages while you were away');
+    assert.deepEqual(d2.below, again);
     const ms = await fay.messages(room);
     assert.deepEqual(duplicates(ms), []);
     assert.ok(seqsAscending(ms));

@@ -40,6 +40,16 @@ export class TcpProxy {
     this.refusing = on;
   }
 
+  // Cuts every connection it carries, as a network outage would; with
+  // setRefusing(true) first, the clients cannot come straight back.
+  dropAll() {
+    for (const { client, upstream } of this.pairs) {
+      client.destroy();
+      upstream.destroy();
+    }
+    this.pairs.clear();
+  }
+
   async onClient(client) {
     client.pause(); // hold the client's bytes until an upstream is connected
     client.on('error', () => {});
