@@ -148,7 +148,7 @@ void gw_room_on_message(struct gw_server *srv, const char *name, const char *dat
     /* One payload for every local member: serialised once, shared by ref. */
     struct gw_payload *p = room_payload(data, len);
     for (struct gw_member *m = room->members, *next; m; m = next) {
-        next = m->room_next; /* a 1013 close may unlink m */
+        next = m->room_next; /* a close detaches m only at the turn's end, but be safe */
         gw_member_deliver(m, p);
     }
     gw_payload_unref(p);
