@@ -429,6 +429,17 @@ void gw_member_leave(struct gw_member *m, const char *reason)
     }
 }
 
+void gw_members_leave_all(struct gw_session *s, const char *reason)
+{
+    while (s->members) {
+        struct gw_member *m = s->members;
+        s->members = m->session_next;
+        m->session_next = NULL;
+        gw_member_leave(m, reason);
+    }
+    s->nrooms = 0;
+}
+
 void gw_member_left(struct gw_member *m, const char *id)
 {
     struct gw_session *s = m->session;

@@ -79,6 +79,9 @@ void gw_member_replaced(struct gw_member *m);
  * and finishes it: a joined member's leave is emitted with reason; one whose
  * join is in flight is left to the join reply, which emits it. */
 void gw_member_leave(struct gw_member *m, const char *reason);
+/* The session's connection ended: every membership leaves with reason
+ * (those joined with a grace linger first). */
+void gw_members_leave_all(struct gw_session *s, const char *reason);
 void gw_member_free(struct gw_member *m);
 /* A message on this gateway's control channel (a takeover). */
 void gw_member_control(struct gw_server *srv, const char *data, size_t len);

@@ -144,13 +144,7 @@ void gw_session_ending(struct gw_session *s)
 static void session_end(struct gw_session *s)
 {
     const char *reason = gw_session_end_reason(s);
-    while (s->members) {
-        struct gw_member *m = s->members;
-        s->members = m->session_next;
-        m->session_next = NULL;
-        gw_member_leave(m, reason);
-    }
-    s->nrooms = 0;
+    gw_members_leave_all(s, reason);
     gw_keepalive_rx_end(s);
     if (s->io->rx) {
         cm_sbuf_free(s->io->rx);
@@ -196,13 +190,7 @@ void gw_session_closed(struct gw_session *s, const char *reason)
 {
     struct gw_server *srv = s->srv;
     CM_DEBUG("session %s (%s) closed: %s", s->id, s->peer, reason);
-    while (s->members) {
-        struct gw_member *m = s->members;
-        s->members = m->session_next;
-        m->session_next = NULL;
-        gw_member_leave(m, reason);
-    }
-    s->nrooms = 0;
+    gw_members_leave_all(s, reason);
     s->wsi = NULL;
     gw_keepalive_remove(s);
     gw_pvec_clear(&s->io->queue);

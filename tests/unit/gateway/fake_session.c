@@ -65,13 +65,7 @@ void gw_session_unref(struct gw_session *s)
 
 void fake_session_close(struct gw_session *s, const char *reason)
 {
-    while (s->members) {
-        struct gw_member *m = s->members;
-        s->members = m->session_next;
-        m->session_next = NULL;
-        gw_member_leave(m, reason);
-    }
-    s->nrooms = 0;
+    gw_members_leave_all(s, reason);
     s->wsi = NULL;
     HASH_DEL(s->srv->sessions, s);
     gw_session_unref(s);
