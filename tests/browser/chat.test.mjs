@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCluster, connect, teardown, FAST } from '../integration/lib/harness.mjs';
 import { startProxy } from './lib/tcp-proxy.mjs';
-import { launchBrowser, ChatPage, until, sleep, duplicates, seqsAscending, outDir } from './lib/browser.mjs';
+import { launchBrowser, PageSet, until, sleep, duplicates, seqsAscending, outDir } from './lib/browser.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const docsShot = path.resolve(here, '..', '..', 'docs', 'screenshot.png');
@@ -17,17 +17,9 @@ const docsShot = path.resolve(here, '..', '..', 'docs', 'screenshot.png');
 let cl;
 let proxy;
 let browser;
-const pages = [];
-
-async function open(url, opts) {
-  const p = await ChatPage.open(browser, url, opts);
-  pages.push(p);
-  return p;
-}
-
-async function closePages() {
-  for (const p of pages.splice(0)) await p.close().catch(() => {});
-}
+const pages = new PageSet(); // every test closes what it opened, pass or fail
+const open = (url, opts) => pages.open(browser, url, opts);
+const closePages = () => pages.closeAll();
 
 const gatewayById = (id) => cl.gateways.find((g) => g.id === id);
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FakeCluster } from './lib/fake-cluster.mjs';
 import { startProxy } from './lib/tcp-proxy.mjs';
-import { launchBrowser, ChatPage, until, sleep, duplicates, outDir } from './lib/browser.mjs';
+import { launchBrowser, PageSet, until, sleep, duplicates, outDir } from './lib/browser.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const webRoot = path.resolve(here, '..', '..', 'web');
@@ -18,18 +18,9 @@ let fake;
 let gws;
 let proxy;
 let browser;
-const pages = [];
-
-async function open(url, opts) {
-  const p = await ChatPage.open(browser, url, opts);
-  pages.push(p);
-  return p;
-}
-
-// Everything the test opened is closed even when an assertion failed.
-async function closePages() {
-  for (const p of pages.splice(0)) await p.close().catch(() => {});
-}
+const pages = new PageSet(); // every test closes what it opened, pass or fail
+const open = (url, opts) => pages.open(browser, url, opts);
+const closePages = () => pages.closeAll();
 
 before(async () => {
   fake = new FakeCluster({ webRoot });

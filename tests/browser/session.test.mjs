@@ -16,24 +16,16 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { startCluster, connect, teardown, fetchMetrics } from '../integration/lib/harness.mjs';
 import { startProxy } from './lib/tcp-proxy.mjs';
-import { launchBrowser, ChatPage, until, sleep, duplicates, seqsAscending, outDir } from './lib/browser.mjs';
+import { launchBrowser, PageSet, until, sleep, duplicates, seqsAscending, outDir } from './lib/browser.mjs';
 
 const GRACE_MS = 4000; // web/connection.js
 
 let cl;
 let proxy;
 let browser;
-const pages = [];
-
-async function open(url, opts) {
-  const p = await ChatPage.open(browser, url, opts);
-  pages.push(p);
-  return p;
-}
-
-async function closePages() {
-  for (const p of pages.splice(0)) await p.close().catch(() => {});
-}
+const pages = new PageSet(); // every test closes what it opened, pass or fail
+const open = (url, opts) => pages.open(browser, url, opts);
+const closePages = () => pages.closeAll();
 
 // The room's list as a person reads it: messages and notices in order.
 function listing(page, room) {
@@ -132,8 +124,7 @@ test('a new window after the last one closed (a browser restart) rejoins the roo
     await first.join('restart', 'rob');
     await obs.say('restart', 'seen');
     await first.waitTexts('restart', ['seen']);
-    await first.close();
-    pages.splice(pages.indexOf(first), 1);
+    await pages.close(first);
     await obs.say('restart', 'while closed');
     const again = await open(gw.http);
     await again.waitJoined('restart');

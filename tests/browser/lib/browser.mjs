@@ -242,6 +242,31 @@ export class ChatPage {
 }
 
 // Asserts that no text appears twice and seqs strictly increase.
+// The pages a test file opened, so that each test can close its own even
+// when an assertion failed: open(browser, url, opts), close(page) and
+// closeAll().
+export class PageSet {
+  constructor() {
+    this.pages = [];
+  }
+
+  async open(browser, url, opts) {
+    const p = await ChatPage.open(browser, url, opts);
+    this.pages.push(p);
+    return p;
+  }
+
+  // Closes one page now (a window the user closes mid-test).
+  async close(p) {
+    this.pages.splice(this.pages.indexOf(p), 1);
+    await p.close();
+  }
+
+  async closeAll() {
+    for (const p of this.pages.splice(0)) await p.close().catch(() => {});
+  }
+}
+
 export function duplicates(messages) {
   const seen = new Map();
   for (const m of messages) seen.set(m.text, (seen.get(m.text) || 0) + 1);
