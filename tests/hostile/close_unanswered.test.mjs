@@ -9,8 +9,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startCluster, connect, teardownRaw, uniqueRoom, range, FAST, rawMember, keepTalking, presenceLeave,
+  startCluster, teardownRaw, uniqueRoom, range, FAST, keepTalking, presenceLeave,
   closeFrameSeen, socketGone, assertAllInOrder, watchRss, rssAsanEnv, CLOSE_TIMEOUT_MS, SLACK_MS, LEAVE_MS,
+  roomWithRawMember,
 } from './lib.mjs';
 
 const MESSAGES = 300;
@@ -29,12 +30,7 @@ after(teardownRaw);
 test('a peer that never answers our close frame leaves at once and is cut within the close deadline',
   { timeout: 60000 }, async (t) => {
     const room = uniqueRoom('mute-close');
-    const writer = await connect(gw.url);
-    const watcher = await connect(gw.url);
-    await writer.join(room, 'writer');
-    await watcher.join(room, 'watcher');
-    const peer = await rawMember(gw.port, room, 'deaf');
-    await watcher.next({ type: 'presence', event: 'join', nickname: 'deaf' });
+    const { writer, watcher, peer } = await roomWithRawMember(gw.url, gw.port, room, 'deaf');
     const rss = watchRss(gw.pid);
     const stopTalking = keepTalking(peer);
     try {

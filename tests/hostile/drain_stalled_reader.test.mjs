@@ -10,8 +10,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startRedis, startGateway, startWorker, connect, teardownRaw, uniqueRoom, range, FAST, rawMember, keepTalking,
+  startRedis, startGateway, startWorker, teardownRaw, uniqueRoom, range, FAST, keepTalking,
   presenceLeave, assertAllInOrder, watchRss, rssAsanEnv, CLOSE_TIMEOUT_MS, SLACK_MS, LEAVE_MS,
+  roomWithRawMember,
 } from './lib.mjs';
 
 const MESSAGES = 2000;
@@ -40,12 +41,7 @@ after(teardownRaw);
 test('a drain with a member that never reads: leave at once, cut, exit within --drain-ms',
   { timeout: 60000 }, async (t) => {
     const room = uniqueRoom('drain-stall');
-    const writer = await connect(other.url);
-    const watcher = await connect(other.url);
-    await writer.join(room, 'writer');
-    await watcher.join(room, 'watcher');
-    const staller = await rawMember(draining.port, room, 'staller');
-    await watcher.next({ type: 'presence', event: 'join', nickname: 'staller' });
+    const { writer, watcher, peer: staller } = await roomWithRawMember(other.url, draining.port, room, 'staller');
     staller.socket.pause(); // never reads again
     const stopTalking = keepTalking(staller);
     const rss = watchRss(draining.pid);

@@ -271,6 +271,19 @@ export async function rawMember(port, room, nickname, opts = {}) {
   return ws;
 }
 
+// The room every closing-but-alive test starts from: a writer and a watcher
+// (chat.v1 clients on wsUrl) and a raw member on rawPort that the watcher
+// has seen join. Returns {writer, watcher, peer}.
+export async function roomWithRawMember(wsUrl, rawPort, room, nickname, opts = {}) {
+  const writer = await connect(wsUrl);
+  const watcher = await connect(wsUrl);
+  await writer.join(room, 'writer');
+  await watcher.join(room, 'watcher');
+  const peer = await rawMember(rawPort, room, nickname, opts);
+  await watcher.next({ type: 'presence', event: 'join', nickname });
+  return { writer, watcher, peer };
+}
+
 // Makes a raw client keep talking (an app-level ping every everyMs) until
 // stop() or its socket closes, for at most maxMs. Writes after the gateway
 // cut the connection are what lets a paused socket notice the cut.

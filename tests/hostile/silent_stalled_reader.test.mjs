@@ -8,8 +8,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startCluster, connect, teardownRaw, uniqueRoom, range, FAST, rawMember, presenceLeave, waitMetric,
+  startCluster, teardownRaw, uniqueRoom, range, FAST, presenceLeave, waitMetric,
   assertAllInOrder, watchRss, rssAsanEnv, SLACK_MS, LEAVE_MS,
+  roomWithRawMember,
 } from './lib.mjs';
 
 const MESSAGES = 2000;
@@ -33,12 +34,7 @@ after(teardownRaw);
 test('a member that stops reading and falls silent is hung up after --ping-timeout-s', { timeout: 60000 },
   async (t) => {
     const room = uniqueRoom('silent');
-    const writer = await connect(gw.url);
-    const watcher = await connect(gw.url);
-    await writer.join(room, 'writer');
-    await watcher.join(room, 'watcher');
-    const silent = await rawMember(gw.port, room, 'silent');
-    await watcher.next({ type: 'presence', event: 'join', nickname: 'silent' });
+    const { writer, watcher, peer: silent } = await roomWithRawMember(gw.url, gw.port, room, 'silent');
     silent.socket.pause(); // never reads, never speaks again
     const tSilent = Date.now();
     const rss = watchRss(gw.pid);

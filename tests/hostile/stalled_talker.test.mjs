@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import {
   startCluster, connect, teardownRaw, uniqueRoom, range, FAST, httpGet, rawMember, keepTalking, waitMetric,
   presenceLeave, assertAllInOrder, metrics, watchRss, rssAsanEnv, CLOSE_TIMEOUT_MS, SLACK_MS, LEAVE_MS, socketGone, OP,
+  roomWithRawMember,
 } from './lib.mjs';
 
 const MESSAGES = 4000;
@@ -29,12 +30,7 @@ test('a member that stops reading but keeps talking leaves at once and is cut wi
   { timeout: 90000 }, async (t) => {
     const room = uniqueRoom('talker');
     const other = uniqueRoom('talker-other');
-    const writer = await connect(gw.url);
-    const watcher = await connect(gw.url);
-    await writer.join(room, 'writer');
-    await watcher.join(room, 'watcher');
-    const staller = await rawMember(gw.port, room, 'staller');
-    await watcher.next({ type: 'presence', event: 'join', nickname: 'staller' });
+    const { writer, watcher, peer: staller } = await roomWithRawMember(gw.url, gw.port, room, 'staller');
     staller.socket.pause(); // never reads again
     const stopTalking = keepTalking(staller);
     await waitMetric(gw, 'chat_gateway_connections', (v) => v === 3);

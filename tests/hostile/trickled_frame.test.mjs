@@ -9,9 +9,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startCluster, connect, teardownRaw, uniqueRoom, range, FAST, rawMember, presenceLeave, closeFrameSeen,
+  startCluster, teardownRaw, uniqueRoom, range, FAST, presenceLeave, closeFrameSeen,
   socketGone, assertAllInOrder, watchRss, rssAsanEnv, encodeFrame, OP, CLOSE_TIMEOUT_MS, FRAME_TIMEOUT_MS,
   SLACK_MS, LEAVE_MS,
+  roomWithRawMember,
 } from './lib.mjs';
 
 const MESSAGES = 300;
@@ -29,12 +30,7 @@ after(teardownRaw);
 test('a frame trickled a byte at a time is closed 1008 after 10 s and cut within the close deadline',
   { timeout: 60000 }, async (t) => {
     const room = uniqueRoom('trickle');
-    const writer = await connect(gw.url);
-    const watcher = await connect(gw.url);
-    await writer.join(room, 'writer');
-    await watcher.join(room, 'watcher');
-    const peer = await rawMember(gw.port, room, 'trickler');
-    await watcher.next({ type: 'presence', event: 'join', nickname: 'trickler' });
+    const { writer, watcher, peer } = await roomWithRawMember(gw.url, gw.port, room, 'trickler');
     const rss = watchRss(gw.pid);
 
     const text = JSON.stringify({ type: 'message', room, message: 't'.repeat(1950) });
