@@ -113,7 +113,6 @@ void cm_link_free(struct cm_link *l);
 
 /* Connected, authenticated and set up. */
 bool cm_link_ready(const struct cm_link *l);
-const char *cm_link_name(const struct cm_link *l);
 /* CLIENT ID of the current connection, or -1. */
 long long cm_link_client_id(const struct cm_link *l);
 /* Held commands not yet answered (waiting, or sent and unanswered). */

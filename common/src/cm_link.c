@@ -823,11 +823,6 @@ bool cm_link_ready(const struct cm_link *l)
     return l->ready;
 }
 
-const char *cm_link_name(const struct cm_link *l)
-{
-    return l->o.name;
-}
-
 long long cm_link_client_id(const struct cm_link *l)
 {
     return l->client_id;
