@@ -6,13 +6,9 @@
 // "undefined@undefined said undefined").
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { startCluster, connect, teardown, FAST } from '../integration/lib/harness.mjs';
-import { launchBrowser, until, sleep } from '../browser/lib/browser.mjs';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const classicPage = pathToFileURL(path.join(here, 'classic.html')).href;
+import { launchBrowser, sleep } from '../browser/lib/browser.mjs';
+import { openClassic as openClassicIn, waitLine } from './lib.mjs';
 
 let cl;
 let browser;
@@ -30,28 +26,7 @@ after(async () => {
   await teardown();
 });
 
-async function openClassic(gatewayUrl, nickname, room) {
-  const page = await browser.context.newPage();
-  const dialogs = [];
-  page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); });
-  await page.goto(`${classicPage}?ws=${encodeURIComponent(gatewayUrl)}`, { timeout: 10000 });
-  await page.waitForSelector('#status:text("open")', { timeout: 10000 });
-  await page.fill('#nickname', nickname);
-  await page.fill('#room', room);
-  return {
-    page,
-    dialogs,
-    async say(text) {
-      await page.fill('#message', text);
-      await page.click('#send');
-    },
-    lines: () => page.$$eval('#lines li', (lis) => lis.map((li) => li.textContent)),
-  };
-}
-
-async function waitLine(p, line) {
-  await until(async () => (await p.lines()).includes(line), { what: `"${line}"` });
-}
+const openClassic = (wsUrl, nickname, room) => openClassicIn(browser, wsUrl, nickname, room);
 
 test('two classic pages on two gateways see each other, and nothing else', { timeout: 60000 }, async () => {
   const [gw1, gw2] = cl.gateways;

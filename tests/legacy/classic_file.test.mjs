@@ -6,13 +6,9 @@
 // lines once and the classic page nothing it cannot render.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { startCluster, teardown } from '../integration/lib/harness.mjs';
-import { launchBrowser, ChatPage, until, sleep } from '../browser/lib/browser.mjs';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const classicPage = pathToFileURL(path.join(here, 'classic.html')).href;
+import { launchBrowser, ChatPage, sleep } from '../browser/lib/browser.mjs';
+import { openClassic as openClassicIn, waitLine } from './lib.mjs';
 
 let cl;
 let browser;
@@ -29,32 +25,7 @@ after(async () => {
 
 const chatservice = (gw) => `ws://127.0.0.1:${gw.port}/chatservice`;
 
-async function openClassic(wsUrl, nickname, room) {
-  const page = await browser.context.newPage();
-  const dialogs = [];
-  const origins = [];
-  page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); });
-  page.on('websocket', (ws) => origins.push(ws.url()));
-  await page.goto(`${classicPage}?ws=${encodeURIComponent(wsUrl)}`, { timeout: 10000 });
-  assert.equal(new URL(page.url()).protocol, 'file:', 'opened as a file');
-  await page.waitForSelector('#status:text("open")', { timeout: 10000 });
-  await page.fill('#nickname', nickname);
-  await page.fill('#room', room);
-  return {
-    page,
-    dialogs,
-    origins,
-    async say(text) {
-      await page.fill('#message', text);
-      await page.click('#send');
-    },
-    lines: () => page.$$eval('#lines li', (lis) => lis.map((li) => li.textContent)),
-  };
-}
-
-async function waitLine(p, line) {
-  await until(async () => (await p.lines()).includes(line), { what: `"${line}"` });
-}
+const openClassic = (wsUrl, nickname, room) => openClassicIn(browser, wsUrl, nickname, room);
 
 test('two classic pages opened from files, on two gateways, at /chatservice: they chat', { timeout: 60000 }, async () => {
   const [gw1, gw2] = cl.gateways;
