@@ -38,6 +38,8 @@
 struct gw_config {
     const char *listen;
     const char *redis;
+    const char *redis_cluster;
+    long long event_partitions;
     const char *id;
     const char *web_root;
     const char *log_level;
@@ -104,7 +106,7 @@ struct gw_pss {
 
 struct gw_server {
     struct gw_config cfg;
-    struct cm_redis_url redis_url;
+    struct cm_redis_target redis;
     char listen_host[256];
     int listen_port;
     uv_loop_t *loop;

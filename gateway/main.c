@@ -25,8 +25,14 @@
 static const struct cm_option options[] = {
     {"listen", CM_OPT_STR, OPT(listen), "127.0.0.1:8080", "HOST:PORT",
      "address for WebSocket (/ws) and HTTP", 0, 0, cm_check_hostport},
-    {"redis", CM_OPT_STR, OPT(redis), "redis://127.0.0.1:6379", "URL",
-     "Redis URL: redis://[[user]:password@]host[:port][/db]", 0, 0, cm_check_redis_url},
+    {"redis", CM_OPT_STR, OPT(redis), NULL, "URL",
+     "one Redis: redis://[[user]:password@]host[:port][/db] (default: " CM_REDIS_DEFAULT ")", 0,
+     0, cm_check_redis_url},
+    {"redis-cluster", CM_OPT_STR, OPT(redis_cluster), NULL, "NODES",
+     "a Redis Cluster instead: seed nodes, host:port or redis:// URLs, comma-separated", 0, 0,
+     cm_check_redis_seeds},
+    {"event-partitions", CM_OPT_INT, OPT(event_partitions), "16", "N",
+     "Redis Cluster: streams the join and leave events are spread over", 1, 1024, NULL},
     {"id", CM_OPT_STR, OPT(id), NULL, "ID", "gateway id, unique in the cluster (default: random)",
      0, 0, cm_check_id},
     {"web-root", CM_OPT_STR, OPT(web_root), NULL, "DIR",
@@ -208,9 +214,9 @@ static void on_declared_dead(void *owner)
     gw_members_reassert(owner);
 }
 
-static void on_rooms_lost(void *owner)
+static void on_room_lost(void *owner, const char *room)
 {
-    gw_rooms_lost(owner);
+    gw_room_lost(owner, room);
 }
 
 static void on_room_subscribed(void *owner, const char *room)
@@ -231,12 +237,14 @@ static void on_control(void *owner, const char *data, size_t len)
 static void store_start(struct gw_server *srv)
 {
     const struct gw_store_config cfg = {
-        .url = &srv->redis_url, .gateway_id = srv->cfg.id, .history_max = srv->cfg.history_max,
+        .seeds = srv->redis.seeds, .nseeds = srv->redis.nseeds, .cluster = srv->redis.cluster,
+        .event_partitions = srv->redis.cluster ? (int)srv->cfg.event_partitions : 1,
+        .gateway_id = srv->cfg.id, .history_max = srv->cfg.history_max,
         .timeout_ms = srv->cfg.redis_timeout_ms, .heartbeat_ms = srv->cfg.heartbeat_ms,
         .members_page = srv->cfg.members_page};
     const struct gw_store_hooks hooks = {
         .owner = srv, .ready = on_store_ready, .declared_dead = on_declared_dead,
-        .rooms_lost = on_rooms_lost, .room_subscribed = on_room_subscribed,
+        .room_lost = on_room_lost, .room_subscribed = on_room_subscribed,
         .room_message = on_room_message, .control = on_control};
     gw_loop_uv_init(&srv->link_loop, srv->loop);
     srv->store = gw_store_new(&cfg, &srv->link_loop, &hooks);
@@ -297,8 +305,12 @@ static int configure(struct gw_server *srv, int argc, char **argv)
         fprintf(stderr, "error: --ping-timeout-s must be larger than --ping-interval-s\n");
         return 2;
     }
-    /* Both were checked by the option table; these cannot fail now. */
-    cm_redis_url_parse(srv->cfg.redis, &srv->redis_url, err, sizeof(err));
+    if (cm_redis_target_parse(srv->cfg.redis, srv->cfg.redis_cluster, &srv->redis, err,
+                              sizeof(err)) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return 2;
+    }
+    /* Checked by the option table; this cannot fail now. */
     cm_hostport_parse(srv->cfg.listen, srv->listen_host, sizeof(srv->listen_host),
                       &srv->listen_port, err, sizeof(err));
     if (!srv->cfg.tls_cert != !srv->cfg.tls_key) {
@@ -357,8 +369,9 @@ int main(int argc, char **argv)
     srv.sigterm.data = srv.sigint.data = &srv;
     uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv.sigint, on_signal, SIGINT);
-    CM_INFO("chat-gateway %s started (id %s, redis %s:%d)", CHAT_VERSION, srv.cfg.id,
-            srv.redis_url.host, srv.redis_url.port);
+    CM_INFO("chat-gateway %s started (id %s, %s %s:%d)", CHAT_VERSION, srv.cfg.id,
+            srv.redis.cluster ? "redis cluster seed" : "redis", srv.redis.seeds[0].host,
+            srv.redis.seeds[0].port);
 
     uv_run(&loop, UV_RUN_DEFAULT); /* until finish() has closed every handle */
     gw_ws_destroy_finish(&srv);

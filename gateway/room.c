@@ -154,16 +154,16 @@ void gw_room_on_message(struct gw_server *srv, const char *name, const char *dat
     gw_payload_unref(p);
 }
 
-void gw_rooms_lost(struct gw_server *srv)
+void gw_room_lost(struct gw_server *srv, const char *name)
 {
-    struct gw_room *room, *tmp;
-    HASH_ITER(hh, srv->rooms, room, tmp) {
-        room->subscribed = false;
-        for (struct gw_member *m = room->members; m; m = m->room_next)
-            if (m->state == GW_MEMBER_JOINED)
-                m->state = GW_MEMBER_RESYNC; /* hold live frames until history is re-read */
-        gw_room_free_if_unused(srv, room);
-    }
+    struct gw_room *room = room_find(srv, name);
+    if (!room)
+        return;
+    room->subscribed = false;
+    for (struct gw_member *m = room->members; m; m = m->room_next)
+        if (m->state == GW_MEMBER_JOINED)
+            m->state = GW_MEMBER_RESYNC; /* hold live frames until history is re-read */
+    gw_room_free_if_unused(srv, room);
 }
 
 /* ---- resync: re-reading history after a subscription gap ---- */

@@ -44,7 +44,9 @@ void gw_room_free_if_unused(struct gw_server *srv, struct gw_room *room);
  * pub/sub link dropped (every member holds frames until its room resyncs). */
 void gw_room_on_subscribed(struct gw_server *srv, const char *name);
 void gw_room_on_message(struct gw_server *srv, const char *name, const char *data, size_t len);
-void gw_rooms_lost(struct gw_server *srv);
+/* One room's subscription is gone (its Redis link dropped, or its slot
+ * moved): live frames are held until history is re-read. */
+void gw_room_lost(struct gw_server *srv, const char *name);
 /* Re-reads history for the room's members that may have missed frames. */
 void gw_room_resync(struct gw_server *srv, struct gw_room *room);
 /* The command link came back: retry resyncs that failed with it. */

@@ -1,8 +1,9 @@
 /*
- * The gateway's store: keys, script arguments and reply shapes, on two
- * common/cm_link links. See store.h for the contract.
+ * The gateway's store: keys, script arguments and reply shapes, on a
+ * common/cm_router (one Redis, or a Redis Cluster). See store.h for the
+ * contract.
  *
- * Events and registry writes go out as held commands (cm_link_send_held):
+ * Events and registry writes go out as held commands (cm_router_send_held):
  * kept while the command link is down and sent again if it drops before
  * Redis answers, so a close during an outage still reaches the workers.
  * Replaying is safe: a leave is a compare-and-delete on its mid, a join
@@ -11,8 +12,8 @@
 #include "store.h"
 
 #include "cm_keys.h"
-#include "cm_link.h"
 #include "cm_log.h"
+#include "cm_router.h"
 #include "cm_proto.h"
 #include "cm_redis_url.h"
 #include "cm_util.h"
@@ -29,9 +30,7 @@ struct gw_store {
     struct gw_store_config cfg;
     struct gw_store_hooks hooks;
     const struct cm_link_loop *loop;
-    struct cm_link *cmd;
-    struct cm_link *sub;
-    bool cmd_was_ready;
+    struct cm_router *redis;
     uint64_t reconnects;
     void *heartbeat;
     char control[CM_KEY_MAX];  /* chat:gw:<id> */
@@ -117,13 +116,14 @@ int gw_store_publish(struct gw_store *st, const char *room, const char *tail, si
     /* Past the time the link watchdog gives up on Redis, the script stores
      * nothing: `unavailable` then stays true even if a paused Redis runs the
      * script later (docs/ARCHITECTURE.md: clocks within that margin). */
-    snprintf(deadline, sizeof(deadline), "%lld", (long long)cm_link_deadline_ms(st->cmd));
-    const char *argv[] = {meta, hist, chan, tail, cap, epoch, deadline};
+    snprintf(deadline, sizeof(deadline), "%lld", (long long)cm_router_deadline_ms(st->redis, meta));
+    const char *argv[] = {meta, hist, chan, tail, cap, epoch, deadline,
+                          cm_router_publish_verb(st->redis)};
     size_t lens[CM_ARRAY_LEN(argv)];
     lens_of((int)CM_ARRAY_LEN(argv), argv, lens);
     lens[3] = tail_len;
     struct req *r = req_new(st, (void (*)(void))fn, priv);
-    if (cm_link_script(st->cmd, CM_SCRIPT_PUBLISH, 2, (int)CM_ARRAY_LEN(argv), argv, lens,
+    if (cm_router_script(st->redis, CM_SCRIPT_PUBLISH, 2, (int)CM_ARRAY_LEN(argv), argv, lens,
                        on_publish, r) != 0) {
         free(r);
         return -1;
@@ -161,7 +161,7 @@ static int history(struct gw_store *st, const char *room, const char *dir, int64
     size_t lens[CM_ARRAY_LEN(argv)];
     lens_of((int)CM_ARRAY_LEN(argv), argv, lens);
     struct req *r = req_new(st, (void (*)(void))fn, priv);
-    if (cm_link_script(st->cmd, CM_SCRIPT_HISTORY, 2, (int)CM_ARRAY_LEN(argv), argv, lens,
+    if (cm_router_script(st->redis, CM_SCRIPT_HISTORY, 2, (int)CM_ARRAY_LEN(argv), argv, lens,
                        on_history, r) != 0) {
         free(r);
         return -1;
@@ -282,7 +282,8 @@ int gw_store_join(struct gw_store *st, const struct gw_store_join *q, gw_store_j
     cm_encode_presence(&presence, who->room, "join", who->nickname, NULL, now);
     const char *argv[] = {meta, hist, members, chan, who->nickname, cm_sbuf_data(&member),
                           who->session, epoch, since, q->epoch, nhistory,
-                          cm_sbuf_data(&presence), who->room, page};
+                          cm_sbuf_data(&presence), who->room, page,
+                          cm_router_publish_verb(st->redis)};
     size_t lens[CM_ARRAY_LEN(argv)];
     lens_of((int)CM_ARRAY_LEN(argv), argv, lens);
     /* The registry entry first, pipelined ahead of the script: should this
@@ -291,7 +292,7 @@ int gw_store_join(struct gw_store *st, const struct gw_store_join *q, gw_store_j
      * the gateway, and the member would stay listed for good.) */
     gw_store_registry_add(st, who);
     struct req *r = req_new(st, (void (*)(void))fn, priv);
-    int rc = cm_link_script(st->cmd, CM_SCRIPT_JOIN, 3, (int)CM_ARRAY_LEN(argv), argv, lens,
+    int rc = cm_router_script(st->redis, CM_SCRIPT_JOIN, 3, (int)CM_ARRAY_LEN(argv), argv, lens,
                             on_join, r);
     cm_sbuf_free(&member);
     cm_sbuf_free(&presence);
@@ -338,7 +339,7 @@ int gw_store_members(struct gw_store *st, const char *room, const char *cursor,
     size_t lens[CM_ARRAY_LEN(argv)];
     lens_of((int)CM_ARRAY_LEN(argv), argv, lens);
     struct req *r = req_new(st, (void (*)(void))fn, priv);
-    if (cm_link_script(st->cmd, CM_SCRIPT_MEMBERS, 1, (int)CM_ARRAY_LEN(argv), argv, lens,
+    if (cm_router_script(st->redis, CM_SCRIPT_MEMBERS, 1, (int)CM_ARRAY_LEN(argv), argv, lens,
                        on_members, r) != 0) {
         free(r);
         return -1;
@@ -380,7 +381,7 @@ int gw_store_reassert(struct gw_store *st, const struct gw_store_member *who, co
     cm_encode_member(&value, who->session, who->mid, st->cfg.gateway_id, now);
     cm_encode_presence(&presence, who->room, "join", who->nickname, NULL, now);
     const char *argv[] = {members, chan, who->nickname, cm_sbuf_data(&value), old_mid,
-                          cm_sbuf_data(&presence)};
+                          cm_sbuf_data(&presence), cm_router_publish_verb(st->redis)};
     size_t lens[CM_ARRAY_LEN(argv)];
     lens_of((int)CM_ARRAY_LEN(argv), argv, lens);
     /* The new registry entry goes first: if this gateway dies now, the
@@ -389,7 +390,7 @@ int gw_store_reassert(struct gw_store *st, const struct gw_store_member *who, co
     struct reassert_req *ra = cm_calloc(1, sizeof(*ra));
     ra->r = (struct req){.st = st, .fn = (void (*)(void))fn, .priv = priv};
     ra->old_mid = cm_strdup(old_mid);
-    int rc = cm_link_script(st->cmd, CM_SCRIPT_REASSERT, 1, (int)CM_ARRAY_LEN(argv), argv, lens,
+    int rc = cm_router_script(st->redis, CM_SCRIPT_REASSERT, 1, (int)CM_ARRAY_LEN(argv), argv, lens,
                             on_reassert, ra);
     cm_sbuf_free(&value);
     cm_sbuf_free(&presence);
@@ -405,14 +406,14 @@ void gw_store_room_subscribe(struct gw_store *st, const char *room)
 {
     char chan[CM_KEY_MAX];
     cm_key_room(chan, CM_ROOM_CHANNEL, room);
-    cm_link_subscribe(st->sub, chan);
+    cm_router_subscribe(st->redis, chan);
 }
 
 void gw_store_room_unsubscribe(struct gw_store *st, const char *room)
 {
     char chan[CM_KEY_MAX];
     cm_key_room(chan, CM_ROOM_CHANNEL, room);
-    cm_link_unsubscribe(st->sub, chan);
+    cm_router_unsubscribe(st->redis, chan);
 }
 
 /* ---- events and the registry ---- */
@@ -420,9 +421,12 @@ void gw_store_room_unsubscribe(struct gw_store *st, const char *room)
 void gw_store_event(struct gw_store *st, const char *type, const struct gw_store_member *who,
                     const char *reason)
 {
-    char ts[24];
+    char ts[24], events[CM_KEY_MAX];
     snprintf(ts, sizeof(ts), "%lld", (long long)cm_now_ms());
-    const char *argv[22] = {"XADD", CM_KEY_EVENTS, "MAXLEN", "~", CM_EVENTS_MAXLEN, "*",
+    /* A room's events all go to one partition, so they stay in order. */
+    cm_key_events(events, cm_key_events_partition(who->room, st->cfg.event_partitions),
+                  st->cfg.event_partitions);
+    const char *argv[22] = {"XADD", events, "MAXLEN", "~", CM_EVENTS_MAXLEN, "*",
                             "type", type, "session", who->session, "mid", who->mid,
                             "gateway", st->cfg.gateway_id, "room", who->room,
                             "nickname", who->nickname, "ts", ts};
@@ -434,7 +438,7 @@ void gw_store_event(struct gw_store *st, const char *type, const struct gw_store
         argc += 2;
     }
     lens_of(argc, argv, lens);
-    cm_link_send_held(st->cmd, argc, argv, lens);
+    cm_router_send_held(st->redis, events, argc, argv, lens);
 }
 
 void gw_store_registry_add(struct gw_store *st, const struct gw_store_member *who)
@@ -450,7 +454,7 @@ void gw_store_registry_add(struct gw_store *st, const struct gw_store_member *wh
     size_t lens[CM_ARRAY_LEN(argv)];
     lens_of((int)CM_ARRAY_LEN(argv), argv, lens);
     lens[3] = v.len;
-    cm_link_send_held(st->cmd, (int)CM_ARRAY_LEN(argv), argv, lens);
+    cm_router_send_held(st->redis, st->registry, (int)CM_ARRAY_LEN(argv), argv, lens);
     cm_sbuf_free(&v);
 }
 
@@ -459,7 +463,7 @@ void gw_store_registry_del(struct gw_store *st, const char *mid)
     const char *argv[] = {"HDEL", st->registry, mid};
     size_t lens[CM_ARRAY_LEN(argv)];
     lens_of((int)CM_ARRAY_LEN(argv), argv, lens);
-    cm_link_send_held(st->cmd, (int)CM_ARRAY_LEN(argv), argv, lens);
+    cm_router_send_held(st->redis, st->registry, (int)CM_ARRAY_LEN(argv), argv, lens);
 }
 
 /* ---- liveness ---- */
@@ -498,12 +502,12 @@ static void send_heartbeat(struct gw_store *st, bool only_update)
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)cm_now_ms());
     if (only_update)
-        cm_link_commandv(st->cmd, on_heartbeat, st, 6,
-                         (const char *[]){"ZADD", CM_KEY_GATEWAYS, "XX", "CH", now,
-                                          st->cfg.gateway_id});
+        cm_router_commandv(st->redis, CM_KEY_GATEWAYS, on_heartbeat, st, 6,
+                           (const char *[]){"ZADD", CM_KEY_GATEWAYS, "XX", "CH", now,
+                                            st->cfg.gateway_id});
     else
-        cm_link_commandv(st->cmd, on_register, NULL, 4,
-                         (const char *[]){"ZADD", CM_KEY_GATEWAYS, now, st->cfg.gateway_id});
+        cm_router_commandv(st->redis, CM_KEY_GATEWAYS, on_register, NULL, 4,
+                           (const char *[]){"ZADD", CM_KEY_GATEWAYS, now, st->cfg.gateway_id});
 }
 
 static void on_heartbeat_timer(void *arg)
@@ -519,55 +523,34 @@ static void on_plain(redisReply *reply, void *priv)
         CM_WARN("redis command failed: %s", reply->str);
 }
 
-struct barrier {
-    void (*fn)(void *priv);
-    void *priv;
-};
-
-static void on_barrier(redisReply *reply, void *priv)
-{
-    struct barrier *b = priv;
-    b->fn(b->priv);
-    free(b);
-}
-
 int gw_store_unregister(struct gw_store *st, void (*fn)(void *priv), void *priv)
 {
     /* A gateway that leaves cleanly takes itself off the liveness list, so
      * no worker later mistakes it for a dead one. */
-    cm_link_commandv(st->cmd, on_plain, NULL, 3,
-                     (const char *[]){"ZREM", CM_KEY_GATEWAYS, st->cfg.gateway_id});
-    struct barrier *b = cm_malloc(sizeof(*b));
-    *b = (struct barrier){.fn = fn, .priv = priv};
-    if (cm_link_commandv(st->cmd, on_barrier, b, 1, (const char *[]){"PING"}) != 0) {
-        free(b);
-        return -1;
-    }
-    return 0;
+    cm_router_commandv(st->redis, CM_KEY_GATEWAYS, on_plain, NULL, 3,
+                       (const char *[]){"ZREM", CM_KEY_GATEWAYS, st->cfg.gateway_id});
+    return cm_router_barrier(st->redis, fn, priv);
 }
 
 /* ---- links ---- */
 
-static void on_cmd_ready(struct cm_link *l, void *owner)
+static void on_ready(void *owner, bool reconnect)
 {
     struct gw_store *st = owner;
     send_heartbeat(st, false);
     /* Redis may have restarted empty: the owner re-asserts. */
     if (st->hooks.ready)
-        st->hooks.ready(st->hooks.owner, st->cmd_was_ready);
-    st->cmd_was_ready = true;
+        st->hooks.ready(st->hooks.owner, reconnect);
 }
 
-static void on_link_lost(struct cm_link *l, void *owner)
+static void on_lost(void *owner)
 {
     struct gw_store *st = owner;
     st->reconnects++;
-    if (l == st->sub && st->hooks.rooms_lost)
-        st->hooks.rooms_lost(st->hooks.owner);
 }
 
-static void on_message(struct cm_link *l, void *owner, const char *channel, size_t channel_len,
-                       const char *data, size_t len)
+static void on_message(void *owner, const char *channel, size_t channel_len, const char *data,
+                       size_t len)
 {
     struct gw_store *st = owner;
     char room[CM_ROOM_MAX + 1];
@@ -579,7 +562,7 @@ static void on_message(struct cm_link *l, void *owner, const char *channel, size
     }
 }
 
-static void on_subscribed(struct cm_link *l, void *owner, const char *channel, size_t channel_len)
+static void on_subscribed(void *owner, const char *channel, size_t channel_len)
 {
     struct gw_store *st = owner;
     char room[CM_ROOM_MAX + 1];
@@ -587,9 +570,17 @@ static void on_subscribed(struct cm_link *l, void *owner, const char *channel, s
         st->hooks.room_subscribed(st->hooks.owner, room);
 }
 
-static const struct cm_link_hooks cmd_hooks = {.ready = on_cmd_ready, .lost = on_link_lost};
-static const struct cm_link_hooks sub_hooks = {
-    .lost = on_link_lost, .message = on_message, .subscribed = on_subscribed};
+static void on_unsubscribed(void *owner, const char *channel, size_t channel_len)
+{
+    struct gw_store *st = owner;
+    char room[CM_ROOM_MAX + 1];
+    if (cm_key_channel_room(channel, channel_len, room) == 0 && st->hooks.room_lost)
+        st->hooks.room_lost(st->hooks.owner, room);
+}
+
+static const struct cm_router_hooks router_hooks = {
+    .ready = on_ready, .lost = on_lost, .message = on_message, .subscribed = on_subscribed,
+    .unsubscribed = on_unsubscribed};
 static const enum cm_script scripts[] = {CM_SCRIPT_PUBLISH, CM_SCRIPT_JOIN, CM_SCRIPT_MEMBERS,
                                          CM_SCRIPT_HISTORY, CM_SCRIPT_REASSERT};
 
@@ -602,16 +593,12 @@ struct gw_store *gw_store_new(const struct gw_store_config *cfg, const struct cm
     st->loop = loop;
     cm_key_gw_control(st->control, cfg->gateway_id);
     cm_key_gw_sessions(st->registry, cfg->gateway_id);
-    st->cmd = cm_link_new(&(struct cm_link_opts){
-        .name = "command", .url = cfg->url, .loop = loop, .hooks = &cmd_hooks, .owner = st,
-        .scripts = scripts, .nscripts = CM_ARRAY_LEN(scripts), .timeout_ms = cfg->timeout_ms,
-        .connect_timeout_ms = cfg->timeout_ms, .watch_ms = PROBE_MS, .probe_ms = PROBE_MS,
-        .held_max = HELD_MAX});
-    st->sub = cm_link_new(&(struct cm_link_opts){
-        .name = "pub/sub", .url = cfg->url, .loop = loop, .hooks = &sub_hooks, .owner = st,
-        .subscriber = true, .timeout_ms = cfg->timeout_ms, .connect_timeout_ms = cfg->timeout_ms,
-        .watch_ms = PROBE_MS, .probe_ms = SUB_PROBE_MS, .probe_channel = st->control,
-        .probe_via = st->cmd});
+    st->redis = cm_router_new(&(struct cm_router_opts){
+        .name = "gateway", .seeds = cfg->seeds, .nseeds = cfg->nseeds, .cluster = cfg->cluster,
+        .loop = loop, .hooks = &router_hooks, .owner = st, .scripts = scripts,
+        .nscripts = CM_ARRAY_LEN(scripts), .timeout_ms = cfg->timeout_ms, .watch_ms = PROBE_MS,
+        .probe_ms = PROBE_MS, .pubsub = true, .sub_probe_ms = SUB_PROBE_MS,
+        .probe_channel = st->control, .held_max = HELD_MAX});
     st->heartbeat = loop->timer_new(loop->ctx, on_heartbeat_timer, st);
     return st;
 }
@@ -619,8 +606,7 @@ struct gw_store *gw_store_new(const struct gw_store_config *cfg, const struct cm
 void gw_store_start(struct gw_store *st)
 {
     st->loop->timer_start(st->heartbeat, st->cfg.heartbeat_ms);
-    cm_link_start(st->cmd);
-    cm_link_start(st->sub);
+    cm_router_start(st->redis);
 }
 
 void gw_store_free(struct gw_store *st)
@@ -628,20 +614,18 @@ void gw_store_free(struct gw_store *st)
     if (!st)
         return;
     st->loop->timer_free(st->heartbeat);
-    /* The command link first: its pending probe names the pub/sub link. */
-    cm_link_free(st->cmd);
-    cm_link_free(st->sub);
+    cm_router_free(st->redis);
     free(st);
 }
 
 bool gw_store_ready(const struct gw_store *st)
 {
-    return cm_link_ready(st->cmd) && cm_link_ready(st->sub);
+    return cm_router_ready(st->redis);
 }
 
 size_t gw_store_backlog(const struct gw_store *st)
 {
-    return cm_link_held_count(st->cmd);
+    return cm_router_held_count(st->redis);
 }
 
 uint64_t gw_store_reconnects(const struct gw_store *st)

@@ -2,10 +2,11 @@
  * The gateway's store: everything the gateway keeps in or asks of Redis,
  * as plain calls with plain answers. It is the only gateway code that names
  * a Redis key or builds a script's arguments (the keys themselves are
- * spelled in common/cm_keys.h), and the only one that holds the Redis
- * links: a command link (scripts, events, the registry, heartbeats) and a
- * pub/sub link (room channels and this gateway's control channel), both
- * common/cm_link.
+ * spelled in common/cm_keys.h), and the only one that talks to Redis,
+ * through a common/cm_router: one Redis, or the primaries of a Redis
+ * Cluster, each with a command link (scripts, events, the registry,
+ * heartbeats) and a pub/sub link (room channels and this gateway's control
+ * channel).
  *
  * Answers come through a callback and a private pointer, once per call
  * that returned 0; a call that returns -1 (Redis is unreachable) never
@@ -65,9 +66,10 @@ struct gw_store_hooks {
     void (*ready)(void *owner, bool reconnect);
     /* A heartbeat found this gateway declared dead; it is registered again. */
     void (*declared_dead)(void *owner);
-    /* The pub/sub link dropped: every room subscription is gone until
-     * room_subscribed reports it again (the store asks for them again). */
-    void (*rooms_lost)(void *owner);
+    /* A room's subscription is gone (its link dropped, or in a cluster its
+     * slot moved) until room_subscribed reports it again: the store asks
+     * for it again by itself. */
+    void (*room_lost)(void *owner, const char *room);
     void (*room_subscribed)(void *owner, const char *room);
     void (*room_message)(void *owner, const char *room, const char *data, size_t len);
     /* A message on this gateway's control channel. */
@@ -75,7 +77,10 @@ struct gw_store_hooks {
 };
 
 struct gw_store_config {
-    const struct cm_redis_url *url;
+    const struct cm_redis_url *seeds; /* the one Redis, or a cluster's seed nodes */
+    size_t nseeds;
+    bool cluster;
+    int event_partitions; /* streams the events are spread over (1: chat:events) */
     const char *gateway_id;
     long long history_max;  /* messages kept per room */
     long long timeout_ms;   /* --redis-timeout-ms */
@@ -89,7 +94,8 @@ void gw_store_start(struct gw_store *st);
 /* Drops the links; pending callbacks run with GW_STORE_LOST. Accepts NULL. */
 void gw_store_free(struct gw_store *st);
 
-/* Both links are up. */
+/* Every slot's primary is reachable, both links (one Redis: both links
+ * are up). */
 bool gw_store_ready(const struct gw_store *st);
 /* Events and registry writes not yet answered by Redis. */
 size_t gw_store_backlog(const struct gw_store *st);

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+#define CM_SLOTS 16384 /* Redis Cluster's hash slots */
 #define CM_KEY_MAX 160 /* enough for any key built from a valid room or id */
 
 #define CM_KEY_EVENTS "chat:events"     /* stream of join/leave events */
@@ -29,6 +30,17 @@ enum cm_room_key {
 /* Writes the name of one of a room's keys into out (CM_KEY_MAX bytes);
  * returns its length. */
 size_t cm_key_room(char *out, enum cm_room_key which, const char *room);
+
+/* The cluster slot of a key, hash tags included (Redis Cluster
+ * specification: CRC16 of the key, or of the part between its first '{'
+ * and the next '}' when that part is not empty). */
+unsigned cm_key_slot(const char *key, size_t len);
+
+/* The events stream of one partition: chat:events with one partition (as
+ * it always was), else chat:events:{<p>}, each in a slot of its own. */
+size_t cm_key_events(char *out, int partition, int partitions);
+/* The partition of a room's events: all of one room's go to one. */
+int cm_key_events_partition(const char *room, int partitions);
 
 /* chat:gw:<id>, a gateway's control channel. */
 size_t cm_key_gw_control(char *out, const char *gateway_id);

@@ -65,6 +65,9 @@ struct cm_link_hooks {
     /* Redis confirmed a channel asked for with cm_link_subscribe (also
      * after a reconnect): messages published from now on arrive. */
     void (*subscribed)(struct cm_link *l, void *owner, const char *channel, size_t channel_len);
+    /* Redis ended a sharded subscription on its own: the channel's slot
+     * moved to another node. The link has forgotten the channel. */
+    void (*dropped)(struct cm_link *l, void *owner, const char *channel, size_t channel_len);
 };
 
 struct cm_link_opts {
@@ -149,6 +152,10 @@ int64_t cm_link_deadline_ms(struct cm_link *l);
  * `subscribed` reports each confirmation. Asking for a channel already held
  * or already asked for does nothing. */
 void cm_link_subscribe(struct cm_link *l, const char *channel);
+/* The same with SSUBSCRIBE, Redis Cluster's sharded pub/sub: only the node
+ * that owns the channel's slot accepts it (any other answers MOVED, which
+ * hiredis 0.14 takes for a broken connection: the link reconnects). */
+void cm_link_ssubscribe(struct cm_link *l, const char *channel);
 void cm_link_unsubscribe(struct cm_link *l, const char *channel);
 
 enum cm_reply_kind cm_reply_kind(const redisReply *reply);

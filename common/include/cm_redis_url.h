@@ -9,7 +9,11 @@
 #ifndef CM_REDIS_URL_H
 #define CM_REDIS_URL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+#define CM_REDIS_DEFAULT "redis://127.0.0.1:6379"
+#define CM_SEEDS_MAX 32
 
 struct cm_redis_url {
     char host[256];
@@ -24,5 +28,24 @@ int cm_redis_url_parse(const char *url, struct cm_redis_url *out, char *err, siz
 
 /* A cm_option.check for Redis URLs. */
 int cm_check_redis_url(const char *value, char *err, size_t errlen);
+
+/* A Redis Cluster's seed nodes: a comma-separated list of host:port or
+ * redis:// URLs (database 0 only). Returns 0 with *n entries in out, or -1
+ * with a reason in err. */
+int cm_redis_seeds_parse(const char *list, struct cm_redis_url *out, size_t max, size_t *n,
+                         char *err, size_t errlen);
+/* A cm_option.check for seed lists. */
+int cm_check_redis_seeds(const char *value, char *err, size_t errlen);
+
+/* What a process talks to: one Redis (--redis, by default CM_REDIS_DEFAULT)
+ * or a Redis Cluster (--redis-cluster), never both. */
+struct cm_redis_target {
+    struct cm_redis_url seeds[CM_SEEDS_MAX];
+    size_t nseeds;
+    bool cluster;
+};
+/* From the two flags' values (NULL: not given). 0, or -1 with a reason. */
+int cm_redis_target_parse(const char *redis, const char *cluster, struct cm_redis_target *t,
+                          char *err, size_t errlen);
 
 #endif

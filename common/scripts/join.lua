@@ -19,6 +19,9 @@
 -- ARGV[9] the presence join frame to publish
 -- ARGV[10] the room name
 -- ARGV[11] members per page (0: none, only the count)
+-- ARGV[12] the room channel's publish command: PUBLISH, or SPUBLISH in a
+--          Redis Cluster (optional: PUBLISH). The gateway control channel is
+--          classic pub/sub in both modes.
 -- The presence join goes out with the room's member count spliced in as
 -- its last field, "count", so every gateway knows the count without asking.
 -- Returns {seq, epoch, recovered (-1 not asked, 0, 1), {history...},
@@ -43,7 +46,8 @@ if prev then
       cjson.encode({type = 'replaced', session = old.session, mid = old.mid, room = ARGV[10]}))
   end
 else
-  redis.call('PUBLISH', ARGV[1], string.sub(ARGV[9], 1, -2) .. ',"count":' .. count .. '}')
+  redis.call(ARGV[12] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', ARGV[1],
+    string.sub(ARGV[9], 1, -2) .. ',"count":' .. count .. '}')
 end
 
 local recovered = -1

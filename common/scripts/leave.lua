@@ -7,6 +7,8 @@
 -- ARGV[1] chat:{r} (channel)   ARGV[2] nickname   ARGV[3] membership id (mid)
 -- ARGV[4] the presence leave frame to publish; the room's member count
 --         after the leave is spliced in as its last field, "count"
+-- ARGV[5] the publish command: PUBLISH, or SPUBLISH in a Redis Cluster
+--         (optional: PUBLISH)
 -- Returns 1 if the member was removed, 0 if nothing changed.
 local cur = redis.call('HGET', KEYS[1], ARGV[2])
 if not cur then
@@ -17,5 +19,6 @@ if cjson.decode(cur).mid ~= ARGV[3] then
 end
 redis.call('HDEL', KEYS[1], ARGV[2])
 local count = redis.call('HLEN', KEYS[1])
-redis.call('PUBLISH', ARGV[1], string.sub(ARGV[4], 1, -2) .. ',"count":' .. count .. '}')
+redis.call(ARGV[5] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', ARGV[1],
+  string.sub(ARGV[4], 1, -2) .. ',"count":' .. count .. '}')
 return 1

@@ -13,6 +13,8 @@
 --         A gateway that waited that long for Redis (paused, wedged) has
 --         already told the sender `unavailable`; the message must not appear
 --         later behind its back.
+-- ARGV[6] the publish command: PUBLISH, or SPUBLISH in a Redis Cluster
+--         (optional: PUBLISH)
 -- Returns {seq, epoch}, or the error EXPIRED.
 local t = redis.call('TIME')
 local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -33,5 +35,5 @@ if seq > cap then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', seq - cap)
 end
 redis.call('HSET', KEYS[1], 'last_ms', ts)
-redis.call('PUBLISH', ARGV[1], envelope)
+redis.call(ARGV[6] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', ARGV[1], envelope)
 return {seq, epoch}

@@ -2,6 +2,7 @@
 
 #include "cm_proto.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,6 +23,46 @@ size_t cm_key_room(char *out, enum cm_room_key which, const char *room)
     if ((unsigned)which >= CM_ARRAY_LEN(suffix))
         which = CM_ROOM_CHANNEL;
     return written(snprintf(out, CM_KEY_MAX, "chat:{%s}%s", room, suffix[which]));
+}
+
+/* CRC16-CCITT (XMODEM), the cluster's key hash. */
+static uint16_t crc16(const char *buf, size_t len)
+{
+    uint16_t crc = 0;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= (uint16_t)((unsigned char)buf[i] << 8);
+        for (int b = 0; b < 8; b++)
+            crc = (uint16_t)(crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+    return crc;
+}
+
+unsigned cm_key_slot(const char *key, size_t len)
+{
+    /* Only the part between the first '{' and the next '}' is hashed, if
+     * that part is not empty. */
+    const char *open = memchr(key, '{', len);
+    if (open) {
+        const char *start = open + 1;
+        const char *close = memchr(start, '}', len - (size_t)(start - key));
+        if (close && close > start)
+            return crc16(start, (size_t)(close - start)) & (CM_SLOTS - 1);
+    }
+    return crc16(key, len) & (CM_SLOTS - 1);
+}
+
+size_t cm_key_events(char *out, int partition, int partitions)
+{
+    if (partitions <= 1)
+        return written(snprintf(out, CM_KEY_MAX, "%s", CM_KEY_EVENTS));
+    return written(snprintf(out, CM_KEY_MAX, "%s:{%d}", CM_KEY_EVENTS, partition));
+}
+
+int cm_key_events_partition(const char *room, int partitions)
+{
+    if (partitions <= 1)
+        return 0;
+    return (int)(crc16(room, strlen(room)) % (unsigned)partitions);
 }
 
 size_t cm_key_gw_control(char *out, const char *gateway_id)

@@ -57,7 +57,8 @@ enum chan_state { CHAN_NONE, CHAN_PENDING, CHAN_ACTIVE, CHAN_LEAVING };
 /* A channel of a subscriber link. */
 struct chan {
     enum chan_state state;
-    bool want; /* the owner asked for it */
+    bool want;    /* the owner asked for it */
+    bool sharded; /* SSUBSCRIBE (Redis Cluster's sharded pub/sub) */
     UT_hash_handle hh;
     char name[]; /* NUL-terminated */
 };
@@ -378,13 +379,31 @@ static void chan_forget(struct cm_link *l, struct chan *ch)
     free(ch);
 }
 
+/* A sharded channel is asked for twice: hiredis 0.14 knows no SSUBSCRIBE
+ * and files pub/sub callbacks only under the names a SUBSCRIBE gave, so a
+ * SUBSCRIBE first makes it route the `ssubscribe`, `smessage` and
+ * `sunsubscribe` replies for that name to on_sub_reply. The classic
+ * subscription it also makes costs nothing: nobody PUBLISHes to a sharded
+ * channel. */
 static void chan_subscribe(struct cm_link *l, struct chan *ch)
 {
-    if (l->ready && sub_send(l, "SUBSCRIBE", ch->name) == 0)
+    if (!l->ready || sub_send(l, "SUBSCRIBE", ch->name) != 0)
+        return;
+    if (!ch->sharded || sub_send(l, "SSUBSCRIBE", ch->name) == 0)
         ch->state = CHAN_PENDING;
 }
 
-void cm_link_subscribe(struct cm_link *l, const char *channel)
+/* The reverse: SUNSUBSCRIBE, then the UNSUBSCRIBE whose answer makes
+ * hiredis drop the callback, which ends it (chan_on_unsubscribe). */
+static void chan_unsubscribe(struct cm_link *l, struct chan *ch)
+{
+    if (ch->sharded && ch->state == CHAN_ACTIVE && sub_send(l, "SUNSUBSCRIBE", ch->name) != 0)
+        return;
+    if (sub_send(l, "UNSUBSCRIBE", ch->name) == 0)
+        ch->state = CHAN_LEAVING;
+}
+
+static void chan_want(struct cm_link *l, const char *channel, bool sharded)
 {
     size_t len = strlen(channel);
     struct chan *ch = chan_find(l, channel, len);
@@ -393,10 +412,22 @@ void cm_link_subscribe(struct cm_link *l, const char *channel)
         memcpy(ch->name, channel, len + 1);
         HASH_ADD(hh, l->chans, name, len, ch);
     }
+    if (ch->state == CHAN_NONE)
+        ch->sharded = sharded;
     ch->want = true;
     if (ch->state == CHAN_NONE)
         chan_subscribe(l, ch);
     /* PENDING or ACTIVE: already there; LEAVING: again once that is done. */
+}
+
+void cm_link_subscribe(struct cm_link *l, const char *channel)
+{
+    chan_want(l, channel, false);
+}
+
+void cm_link_ssubscribe(struct cm_link *l, const char *channel)
+{
+    chan_want(l, channel, true);
 }
 
 void cm_link_unsubscribe(struct cm_link *l, const char *channel)
@@ -407,8 +438,8 @@ void cm_link_unsubscribe(struct cm_link *l, const char *channel)
     ch->want = false;
     if (ch->state == CHAN_NONE)
         chan_forget(l, ch);
-    else if (ch->state == CHAN_ACTIVE && sub_send(l, "UNSUBSCRIBE", ch->name) == 0)
-        ch->state = CHAN_LEAVING;
+    else if (ch->state == CHAN_ACTIVE)
+        chan_unsubscribe(l, ch);
     /* PENDING: unsubscribed once confirmed; LEAVING: under way. */
 }
 
@@ -419,12 +450,30 @@ static void chan_on_subscribe(struct cm_link *l, const char *name, size_t len)
         return;
     ch->state = CHAN_ACTIVE;
     if (!ch->want) {
-        if (sub_send(l, "UNSUBSCRIBE", ch->name) == 0)
-            ch->state = CHAN_LEAVING;
+        chan_unsubscribe(l, ch);
         return;
     }
     if (l->o.hooks && l->o.hooks->subscribed)
         l->o.hooks->subscribed(l, l->o.owner, name, len);
+}
+
+/* Redis ended a sharded subscription nobody asked to end: its slot moved
+ * to another node (Redis 7 tells every subscriber when it loses a slot).
+ * The classic half is dropped too, and the owner told, so that it can ask
+ * the slot's new owner. */
+static void chan_on_moved(struct cm_link *l, const char *name, size_t len)
+{
+    struct chan *ch = chan_find(l, name, len);
+    if (!ch || !ch->sharded || ch->state != CHAN_ACTIVE)
+        return;
+    bool wanted = ch->want;
+    ch->want = false;
+    if (sub_send(l, "UNSUBSCRIBE", ch->name) == 0)
+        ch->state = CHAN_LEAVING;
+    else
+        chan_forget(l, ch);
+    if (wanted && l->o.hooks && l->o.hooks->dropped)
+        l->o.hooks->dropped(l, l->o.owner, name, len);
 }
 
 static void chan_on_unsubscribe(struct cm_link *l, const char *name, size_t len)
@@ -573,6 +622,21 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
     const char *kind = reply->element[0]->str;
     const redisReply *chan = reply->element[1], *data = reply->element[2];
     bool own = l->probe_channel && strcmp(chan->str, l->probe_channel) == 0;
+
+    /* smessage, ssubscribe, sunsubscribe: as their classic kin, but sharded */
+    bool sharded = kind[0] == 's' && (strcmp(kind + 1, "message") == 0 ||
+                                      strcmp(kind + 1, "subscribe") == 0 ||
+                                      strcmp(kind + 1, "unsubscribe") == 0);
+    if (sharded)
+        kind++;
+    struct chan *ch = own ? NULL : chan_find(l, chan->str, chan->len);
+    if (ch && ch->sharded != sharded && strcmp(kind, "message") != 0 &&
+        !(ch->state == CHAN_LEAVING && strcmp(kind, "unsubscribe") == 0))
+        return; /* the classic half of a sharded channel's subscribe */
+    if (sharded && strcmp(kind, "unsubscribe") == 0) {
+        chan_on_moved(l, chan->str, chan->len);
+        return;
+    }
 
     if (strcmp(kind, "message") == 0 && data->type == REDIS_REPLY_STRING) {
         if (own && data->len == sizeof(PROBE_MESSAGE) - 1 &&

@@ -144,3 +144,63 @@ int cm_check_redis_url(const char *value, char *err, size_t errlen)
     struct cm_redis_url u;
     return cm_redis_url_parse(value, &u, err, errlen);
 }
+
+int cm_redis_seeds_parse(const char *list, struct cm_redis_url *out, size_t max, size_t *n,
+                         char *err, size_t errlen)
+{
+    char entry[600], url[620];
+    *n = 0;
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= sizeof(entry)) {
+            snprintf(err, errlen, "%s node in the list", len ? "too long a" : "an empty");
+            return -1;
+        }
+        if (*n == max) {
+            snprintf(err, errlen, "more than %zu seed nodes", max);
+            return -1;
+        }
+        memcpy(entry, p, len);
+        entry[len] = '\0';
+        /* host:port alone is a URL without its scheme. */
+        snprintf(url, sizeof(url), "%s%s", strstr(entry, "://") ? "" : "redis://", entry);
+        if (cm_redis_url_parse(url, &out[*n], err, errlen) != 0)
+            return -1;
+        if (out[*n].db != 0) {
+            snprintf(err, errlen, "a Redis Cluster has only database 0");
+            return -1;
+        }
+        (*n)++;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    if (*n == 0) {
+        snprintf(err, errlen, "no seed node");
+        return -1;
+    }
+    return 0;
+}
+
+int cm_check_redis_seeds(const char *value, char *err, size_t errlen)
+{
+    struct cm_redis_url u[CM_SEEDS_MAX];
+    size_t n;
+    return cm_redis_seeds_parse(value, u, CM_SEEDS_MAX, &n, err, errlen);
+}
+
+int cm_redis_target_parse(const char *redis, const char *cluster, struct cm_redis_target *t,
+                          char *err, size_t errlen)
+{
+    memset(t, 0, sizeof(*t));
+    if (redis && cluster) {
+        snprintf(err, errlen, "--redis and --redis-cluster go one without the other");
+        return -1;
+    }
+    if (cluster) {
+        t->cluster = true;
+        return cm_redis_seeds_parse(cluster, t->seeds, CM_SEEDS_MAX, &t->nseeds, err, errlen);
+    }
+    t->nseeds = 1;
+    return cm_redis_url_parse(redis ? redis : CM_REDIS_DEFAULT, &t->seeds[0], err, errlen);
+}

@@ -502,10 +502,12 @@ let workerCounter = 0;
 
 // Starts a chat-gateway and waits for GET /readyz 200. Resolves with the
 // ServerProcess, which also carries port, url (the ws:// URL of /ws), http.
-export async function startGateway({ redisUrl, id, extraArgs = [], env = {}, waitReady = true } = {}) {
+// redisCluster: seed nodes (--redis-cluster) instead of redisUrl.
+export async function startGateway({ redisUrl, redisCluster, id, extraArgs = [], env = {}, waitReady = true } = {}) {
   id = id || `gw${++gatewayCounter}`;
+  const redis = redisCluster ? ['--redis-cluster', redisCluster] : ['--redis', redisUrl];
   const p = await startListening(`gateway ${id}`, gatewayBin, (port) => [
-    '--listen', `127.0.0.1:${port}`, '--redis', redisUrl, '--id', id, '--web-root', webRoot,
+    '--listen', `127.0.0.1:${port}`, ...redis, '--id', id, '--web-root', webRoot,
     ...extraArgs,
   ], { env, waitReady });
   p.id = id;

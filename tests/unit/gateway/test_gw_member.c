@@ -353,7 +353,7 @@ static void test_resync_after_pubsub_loss(void **state)
 {
     struct gw_session *s = fake_session_new(&srv, "s1");
     struct gw_member *m = joined(s, "r", 3);
-    gw_rooms_lost(&srv);
+    gw_room_lost(&srv, "r");
     assert_int_equal(m->state, GW_MEMBER_RESYNC);
     gw_room_on_subscribed(&srv, "r");
     message("r", 6); /* live, while history is read */
@@ -378,7 +378,7 @@ static void test_resync_new_epoch_restarts_seqs(void **state)
 {
     struct gw_session *s = fake_session_new(&srv, "s1");
     joined(s, "r", 10);
-    gw_rooms_lost(&srv);
+    gw_room_lost(&srv, "r");
     gw_room_on_subscribed(&srv, "r");
     char e1[128];
     envelope(e1, sizeof(e1), 1);
