@@ -69,7 +69,7 @@ static void send_message(struct gw_session *s, struct gw_member *m, const struct
 /* Starts a join; returns the new membership, or NULL after answering why not. */
 static struct gw_member *start_join(struct gw_session *s, const struct cm_frame *f)
 {
-    if (!gw_store_ready(s->srv->store)) {
+    if (!gw_store_room_ready(s->srv->store, f->room)) {
         gw_session_send_error(s, frame_id(f), CM_ERR_UNAVAILABLE,
                               "the broker is unreachable; not joined");
         return NULL;

@@ -623,6 +623,13 @@ bool gw_store_ready(const struct gw_store *st)
     return cm_router_ready(st->redis);
 }
 
+bool gw_store_room_ready(const struct gw_store *st, const char *room)
+{
+    char chan[CM_KEY_MAX];
+    cm_key_room(chan, CM_ROOM_CHANNEL, room);
+    return cm_router_key_ready(st->redis, chan);
+}
+
 size_t gw_store_backlog(const struct gw_store *st)
 {
     return cm_router_held_count(st->redis);

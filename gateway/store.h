@@ -97,6 +97,9 @@ void gw_store_free(struct gw_store *st);
 /* Every slot's primary is reachable, both links (one Redis: both links
  * are up). */
 bool gw_store_ready(const struct gw_store *st);
+/* The Redis that holds room is reachable (in a cluster, its slot's
+ * primary: other rooms may be served while one shard fails over). */
+bool gw_store_room_ready(const struct gw_store *st, const char *room);
 /* Events and registry writes not yet answered by Redis. */
 size_t gw_store_backlog(const struct gw_store *st);
 /* Links that were up and dropped, for /metrics. */

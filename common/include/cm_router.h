@@ -81,6 +81,8 @@ void cm_router_start(struct cm_router *r);
 void cm_router_free(struct cm_router *r);
 
 bool cm_router_ready(const struct cm_router *r);
+/* The primary that owns key's slot is reachable (one Redis: it is up). */
+bool cm_router_key_ready(const struct cm_router *r, const char *key);
 bool cm_router_cluster(const struct cm_router *r);
 /* The publish command for room channels: "SPUBLISH" in a cluster. */
 const char *cm_router_publish_verb(const struct cm_router *r);

@@ -397,6 +397,14 @@ bool cm_router_ready(const struct cm_router *r)
     return r->ready;
 }
 
+bool cm_router_key_ready(const struct cm_router *r, const char *key)
+{
+    if (!r->o.cluster)
+        return r->ready;
+    const struct node *n = r->slots[cm_key_slot(key, strlen(key))];
+    return node_up(n) && !n->retired;
+}
+
 bool cm_router_cluster(const struct cm_router *r)
 {
     return r->o.cluster;
