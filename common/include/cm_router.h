@@ -6,7 +6,7 @@
  * One Redis: the router holds one command link and, if asked, one pub/sub
  * link (common/cm_link), and passes everything through.
  *
- * Redis Cluster: the router learns the slot map from CLUSTER SLOTS, asked
+ * Redis Cluster: the router learns the slot map from CLUSTER NODES, asked
  * of any node it can reach (the seeds first, then every node it has seen),
  * and keeps a command link and a pub/sub link per primary. It follows the
  * cluster specification:
@@ -108,6 +108,21 @@ void cm_router_send_held(struct cm_router *r, const char *key, int argc, const c
                          const size_t *lens);
 /* cm_link_deadline_ms of the link a command for key goes out on now. */
 int64_t cm_router_deadline_ms(struct cm_router *r, const char *key);
+
+/* Replication of what this process wrote: replicas is how many replicas
+ * confirmed, within the timeout, every write sent before the WAIT that
+ * covers the caller; -1 if the link dropped first (unknown). */
+typedef void cm_router_wait_fn(void *priv, long long replicas);
+/* Asks the primary that owns key's slot for WAIT replicas timeout_ms,
+ * grouped: at most one WAIT is in flight per primary, and it covers every
+ * caller that asked before it went out (each asks after its own write was
+ * answered, so the WAIT follows it on the link). In a cluster, replicas is
+ * capped at the replicas the shard is configured with. 0: fn will be
+ * called once. 1: the shard has no replica; nothing to wait for, fn is not
+ * called. -1: unreachable, fn is not called. A WAIT blocks its link on the
+ * Redis side: commands behind it on that primary wait up to timeout_ms. */
+int cm_router_wait(struct cm_router *r, const char *key, int replicas, int64_t timeout_ms,
+                   cm_router_wait_fn *fn, void *priv);
 
 /* Calls fn once every primary has answered a PING sent now, i.e. every
  * command sent before on those links. -1 (fn never called) when no

@@ -40,6 +40,10 @@ struct node {
     char *probe_channel;
     bool was_ready;
     bool retired; /* owns no slot since the last refresh; freed by the gc timer */
+    int replicas; /* configured for this primary, as CLUSTER NODES lists them */
+    struct waiter *waiters, *waiters_tail; /* asked for a WAIT not yet sent */
+    int wait_replicas;                    /* what they asked for */
+    bool waiting;                         /* a WAIT is in flight on cmd */
 };
 
 /* A channel asked for, and the node it is subscribed on. */
@@ -88,7 +92,6 @@ struct cm_router {
     int64_t last_refresh_ms;
     unsigned refresh_rr; /* which node to ask next */
     bool ready, was_ready;
-    struct cm_link *refresh_link; /* the link a CLUSTER SLOTS is out on */
 };
 
 static void refresh_soon(struct cm_router *r);
@@ -112,6 +115,8 @@ static const struct cm_link_hooks sub_hooks = {.ready = on_cmd_ready,
                                                .message = on_sub_message,
                                                .subscribed = on_sub_subscribed,
                                                .dropped = on_sub_dropped};
+
+static void waiters_answer(struct waiter *w, long long replicas);
 
 static void node_start(struct node *n)
 {
@@ -180,8 +185,10 @@ static bool node_up(const struct node *n)
 
 static void node_free(struct node *n)
 {
-    /* The command link first: its pending probe names the pub/sub link. */
+    /* The command link first: its pending probe names the pub/sub link.
+     * A WAIT in flight is answered -1 from inside; then those not sent. */
     cm_link_free(n->cmd);
+    waiters_answer(n->waiters, -1);
     cm_link_free(n->sub);
     free(n->probe_channel);
     free(n);
@@ -435,45 +442,113 @@ size_t cm_router_slots_down(const struct cm_router *r)
 
 /* ---- the slot map ---- */
 
-/* One CLUSTER SLOTS entry: {start, end, {host, port, id...}, replicas...}. */
-static bool slots_entry_valid(const redisReply *e)
+/* One line of CLUSTER NODES, as far as the map needs it. */
+struct nodes_line {
+    char id[64], host[256], flags[128], master[64];
+    int port;
+    const char *slots; /* the rest of the line: "0-5460 5461 [..->-..]" */
+};
+
+static bool nodes_line_parse(char *line, struct nodes_line *out)
 {
-    return e->type == REDIS_REPLY_ARRAY && e->elements >= 3 &&
-           e->element[0]->type == REDIS_REPLY_INTEGER &&
-           e->element[1]->type == REDIS_REPLY_INTEGER &&
-           e->element[2]->type == REDIS_REPLY_ARRAY && e->element[2]->elements >= 2 &&
-           e->element[2]->element[0]->type == REDIS_REPLY_STRING &&
-           e->element[2]->element[1]->type == REDIS_REPLY_INTEGER;
+    char addr[300];
+    int used = 0;
+    if (sscanf(line, "%63s %299s %127s %63s %*s %*s %*s %*s%n", out->id, addr, out->flags,
+               out->master, &used) != 4)
+        return false;
+    out->slots = line + used;
+    /* ip:port@cport[,hostname]; the ip is empty on a node that never
+     * learnt its own */
+    char *at = strchr(addr, '@');
+    if (at)
+        *at = '\0';
+    char *colon = strrchr(addr, ':');
+    if (!colon)
+        return false;
+    *colon = '\0';
+    out->port = atoi(colon + 1);
+    snprintf(out->host, sizeof(out->host), "%.255s", addr);
+    return out->port > 0 && out->port <= 65535;
 }
 
-static void slots_apply(struct cm_router *r, const redisReply *reply, const struct node *asked)
+static bool has_flag(const char *flags, const char *flag)
+{
+    size_t n = strlen(flag);
+    for (const char *p = flags; (p = strstr(p, flag)); p += n)
+        if ((p == flags || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+/* Builds the map from CLUSTER NODES: each primary's slots, and how many
+ * replicas it is configured with (failing ones included: while one is
+ * down, a write is not safe until it, or another, has it). */
+static void nodes_apply(struct cm_router *r, char *text, const struct node *asked)
 {
     struct node **fresh = r->fresh;
     memset(fresh, 0, sizeof(r->fresh));
-    for (size_t i = 0; i < reply->elements; i++) {
-        const redisReply *e = reply->element[i];
-        if (!slots_entry_valid(e))
-            continue;
-        long long lo = e->element[0]->integer, hi = e->element[1]->integer;
-        const redisReply *addr = e->element[2];
-        /* An empty host is the node that answered, at the address we know. */
-        const char *host = addr->element[0]->len ? addr->element[0]->str : asked->url.host;
-        struct node *n = node_get(r, host, (int)addr->element[1]->integer);
-        for (long long s = lo < 0 ? 0 : lo; s <= hi && s < CM_SLOTS; s++)
-            fresh[s] = n;
+    struct nodes_line *lines = NULL;
+    struct node **line_node = NULL;
+    size_t nlines = 0, cap = 0;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (nlines == cap) {
+            cap = cap ? cap * 2 : 16;
+            lines = cm_realloc(lines, cap * sizeof(*lines));
+            line_node = cm_realloc(line_node, cap * sizeof(*line_node));
+        }
+        if (nodes_line_parse(line, &lines[nlines]))
+            line_node[nlines++] = NULL;
     }
+    /* Primaries that serve slots. */
+    for (size_t i = 0; i < nlines; i++) {
+        struct nodes_line *l = &lines[i];
+        if (!has_flag(l->flags, "master") || has_flag(l->flags, "noaddr") ||
+            strcspn(l->slots, "0123456789") == strlen(l->slots))
+            continue;
+        struct node *n = node_get(r, l->host[0] ? l->host : asked->url.host, l->port);
+        line_node[i] = n;
+        n->replicas = 0;
+        for (const char *p = l->slots; *p;) {
+            p += strspn(p, " ");
+            if (*p == '[') { /* a slot migrating or importing: its owner lists it too */
+                p += strcspn(p, " ");
+                continue;
+            }
+            char *end;
+            long lo = strtol(p, &end, 10), hi = lo;
+            if (end == p)
+                break;
+            if (*end == '-')
+                hi = strtol(end + 1, &end, 10);
+            for (long slot = lo < 0 ? 0 : lo; slot <= hi && slot < CM_SLOTS; slot++)
+                fresh[slot] = n;
+            p = end;
+        }
+    }
+    /* Their replicas. */
+    for (size_t i = 0; i < nlines; i++) {
+        if (!has_flag(lines[i].flags, "slave"))
+            continue;
+        for (size_t k = 0; k < nlines; k++)
+            if (line_node[k] && strcmp(lines[k].id, lines[i].master) == 0)
+                line_node[k]->replicas++;
+    }
+    free(lines);
+    free(line_node);
+
     size_t moved = 0;
-    for (unsigned s = 0; s < CM_SLOTS; s++) {
-        moved += r->slots[s] != fresh[s];
-        r->slots[s] = fresh[s];
+    for (unsigned slot = 0; slot < CM_SLOTS; slot++) {
+        moved += r->slots[slot] != fresh[slot];
+        r->slots[slot] = fresh[slot];
     }
     /* A node that owns no slot now (a failed primary, one emptied by a
-     * rebalance) is closed; seeds stay, to be asked again. */
+     * rebalance, a seed that is a replica) is closed. */
     bool retire = false;
     for (struct node *n = r->nodes; n; n = n->next) {
         bool owns = false;
-        for (unsigned s = 0; s < CM_SLOTS && !owns; s++)
-            owns = fresh[s] == n;
+        for (unsigned slot = 0; slot < CM_SLOTS && !owns; slot++)
+            owns = fresh[slot] == n;
         if (!owns && !n->retired) {
             n->retired = true;
             retire = true;
@@ -493,13 +568,15 @@ static void on_slots(redisReply *reply, void *priv)
     struct node *asked = priv;
     struct cm_router *r = asked->r;
     r->refreshing = false;
-    r->refresh_link = NULL;
     if (r->freeing)
         return;
-    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0)
-        slots_apply(r, reply, asked);
+    if (reply && reply->type == REDIS_REPLY_STRING && reply->len > 0) {
+        char *text = cm_strndup(reply->str, reply->len);
+        nodes_apply(r, text, asked);
+        free(text);
+    }
     else
-        CM_WARN("redis cluster: CLUSTER SLOTS from %s: %s", asked->name,
+        CM_WARN("redis cluster: CLUSTER NODES from %s: %s", asked->name,
                 reply ? (reply->type == REDIS_REPLY_ERROR ? reply->str : "empty") : "lost");
     r->last_refresh_ms = cm_mono_ms();
     if (r->refresh_again || !reply)
@@ -508,7 +585,7 @@ static void on_slots(redisReply *reply, void *priv)
         r->o.loop->timer_start(r->refresh_timer, REFRESH_MS);
 }
 
-/* Asks CLUSTER SLOTS of the next node whose command link is up, seeds
+/* Asks CLUSTER NODES of the next node whose command link is up, seeds
  * included: one answer is enough. */
 static void refresh_now(struct cm_router *r)
 {
@@ -523,9 +600,8 @@ static void refresh_now(struct cm_router *r)
             n = n->next;
         if (!cm_link_ready(n->cmd))
             continue;
-        if (cm_link_commandv(n->cmd, on_slots, n, 2, (const char *[]){"CLUSTER", "SLOTS"}) == 0) {
+        if (cm_link_commandv(n->cmd, on_slots, n, 2, (const char *[]){"CLUSTER", "NODES"}) == 0) {
             r->refreshing = true;
-            r->refresh_link = n->cmd;
             return;
         }
     }
@@ -876,6 +952,89 @@ int64_t cm_router_deadline_ms(struct cm_router *r, const char *key)
         n = r->nodes;
     }
     return cm_link_deadline_ms(n->cmd);
+}
+
+/* ---- replication: grouped WAIT ---- */
+
+struct waiter {
+    struct waiter *next;
+    cm_router_wait_fn *fn;
+    void *priv;
+};
+
+/* The waiters one WAIT covers. */
+struct wait_batch {
+    struct node *node;
+    struct waiter *waiters;
+    int64_t timeout_ms;
+};
+
+static void wait_send(struct node *n, int replicas, int64_t timeout_ms);
+
+static void waiters_answer(struct waiter *w, long long replicas)
+{
+    while (w) {
+        struct waiter *next = w->next;
+        w->fn(w->priv, replicas);
+        free(w);
+        w = next;
+    }
+}
+
+static void on_wait(redisReply *reply, void *priv)
+{
+    struct wait_batch *b = priv;
+    struct node *n = b->node;
+    long long got = reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        CM_WARN("redis %s: WAIT failed: %s", n->name, reply->str);
+    n->waiting = false;
+    waiters_answer(b->waiters, got);
+    /* Who asked meanwhile needs a WAIT sent after their writes. */
+    if (n->waiters && !n->r->freeing)
+        wait_send(n, n->wait_replicas, b->timeout_ms);
+    free(b);
+}
+
+static void wait_send(struct node *n, int replicas, int64_t timeout_ms)
+{
+    char nrep[16], ms[24];
+    snprintf(nrep, sizeof(nrep), "%d", replicas);
+    snprintf(ms, sizeof(ms), "%lld", (long long)timeout_ms);
+    struct wait_batch *b = cm_malloc(sizeof(*b));
+    *b = (struct wait_batch){.node = n, .waiters = n->waiters, .timeout_ms = timeout_ms};
+    n->waiters = n->waiters_tail = NULL;
+    if (cm_link_commandv(n->cmd, on_wait, b, 3, (const char *[]){"WAIT", nrep, ms}) != 0) {
+        waiters_answer(b->waiters, -1);
+        free(b);
+        return;
+    }
+    n->waiting = true;
+}
+
+int cm_router_wait(struct cm_router *r, const char *key, int replicas, int64_t timeout_ms,
+                   cm_router_wait_fn *fn, void *priv)
+{
+    struct node *n = r->o.cluster ? r->slots[cm_key_slot(key, strlen(key))] : r->nodes;
+    if (!n || n->retired || !cm_link_ready(n->cmd))
+        return -1;
+    /* A shard with no replica has nobody to wait for (one Redis: the
+     * caller asked for replicas, so it has some). */
+    if (r->o.cluster && n->replicas == 0)
+        return 1;
+    if (r->o.cluster && replicas > n->replicas)
+        replicas = n->replicas;
+    struct waiter *w = cm_malloc(sizeof(*w));
+    *w = (struct waiter){.fn = fn, .priv = priv};
+    if (n->waiters_tail)
+        n->waiters_tail->next = w;
+    else
+        n->waiters = w;
+    n->waiters_tail = w;
+    n->wait_replicas = replicas;
+    if (!n->waiting)
+        wait_send(n, replicas, timeout_ms);
+    return 0;
 }
 
 struct barrier {
