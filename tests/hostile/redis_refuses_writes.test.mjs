@@ -1,0 +1,150 @@
+// Redis answers, but refuses writes for a while: what a failover looks
+// like from a gateway still talking to the old primary (READONLY), a
+// primary that lost its replicas under min-replicas-to-write (NOREPLICAS),
+// or one out of memory (OOM). A member that leaves meanwhile must not stay
+// listed for ever:
+//   - the gateway keeps the refused leave event in its outbox and sends it
+//     again until Redis takes it (chat_gateway_event_outbox_retries_total);
+//   - the worker does not acknowledge a leave whose script was refused: the
+//     entry stays pending and is claimed again once writes are allowed.
+// Either way, once Redis takes writes again the room's watcher sees the
+// presence leave and the member is gone from GET /api/rooms/{room}/members.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startCluster, connect, teardown, uniqueRoom, httpGet, waitFor, freePort, metrics, waitMetric,
+  presenceLeave, FAST,
+} from './lib.mjs';
+
+let cl;
+before(async () => {
+  cl = await startCluster({
+    gateways: 1, workers: 1,
+    gatewayArgs: FAST,
+    workerArgs: ['--sweep-ms', '100', '--claim-idle-ms', '500'],
+  });
+}, { timeout: 30000 });
+after(teardown);
+
+const membersKey = (room) => `chat:{${room}}:members`;
+const pendingCount = async () => (await cl.redis.command('XPENDING', 'chat:events', 'workers'))[0];
+
+async function memberNames(gw, room) {
+  const r = await httpGet(`${gw.http}/api/rooms/${room}/members`);
+  assert.equal(r.status, 200, `members: ${r.status} ${r.body}`);
+  return r.json().members.map((m) => m.nickname).sort();
+}
+
+// A watcher and a leaver in a fresh room on the gateway.
+async function roomWithLeaver(prefix) {
+  const gw = cl.gateways[0];
+  const room = uniqueRoom(prefix);
+  const watcher = await connect(gw.url);
+  await watcher.join(room, 'watcher');
+  const leaver = await connect(gw.url);
+  await leaver.join(room, 'leaver');
+  assert.deepEqual(await memberNames(gw, room), ['leaver', 'watcher']);
+  return { gw, room, watcher, leaver };
+}
+
+// Once writes are allowed again: the watcher sees the leave, the member
+// list no longer has the leaver, and the gateway's outbox is empty.
+async function assertLeft({ gw, room, watcher }) {
+  await presenceLeave(watcher, room, 'leaver', 15000, 'closed');
+  assert.deepEqual(await memberNames(gw, room), ['watcher']);
+  await waitMetric(gw, 'chat_gateway_event_outbox', (v) => v === 0, { timeoutMs: 5000, what: 'an empty outbox' });
+  watcher.close();
+}
+
+const RETRIES = 'chat_gateway_event_outbox_retries_total';
+const retries = async (gw) => (await metrics(gw)).get(RETRIES) ?? 0;
+
+// Closes the leaver while Redis refuses writes with `code` (set up by
+// refuse(), undone by allow()): the leave gets through once writes are
+// allowed, after at least `refusals` refusals counted by the gateway.
+async function leaveWhileRefused(t, { prefix, code, refuse, allow, refusals = 1 }) {
+  const s = await roomWithLeaver(prefix);
+  const before = await retries(s.gw);
+  const logged = s.gw.stderr.length;
+  await refuse();
+  try {
+    s.leaver.close();
+    await s.leaver.waitClosed();
+    await waitFor(() => s.gw.stderr.slice(logged).includes(code),
+      { timeoutMs: 5000, what: `the gateway to log ${code}` });
+    if (refusals > 1) {
+      // Refused again and again: the backoff goes on, nothing is dropped.
+      await waitMetric(s.gw, RETRIES, (v) => v >= before + refusals,
+        { timeoutMs: 10000, what: `${refusals} refusals of the leave` });
+    }
+    assert.equal(await cl.redis.command('HEXISTS', membersKey(s.room), 'leaver'), 1,
+      'the leave has not taken effect while writes are refused');
+  } finally {
+    await allow();
+  }
+  await assertLeft(s);
+  const n = await retries(s.gw) - before;
+  t.diagnostic(`refusals: ${n}`);
+  assert.ok(n >= refusals, `${RETRIES} counted the refusals (${n})`);
+}
+
+test('a leave refused with NOREPLICAS is sent again once Redis takes writes', { timeout: 40000 }, async (t) => {
+  await leaveWhileRefused(t, {
+    prefix: 'noreplicas', code: 'NOREPLICAS', refusals: 3,
+    refuse: () => cl.redis.command('CONFIG', 'SET', 'min-replicas-to-write', '1'),
+    allow: () => cl.redis.command('CONFIG', 'SET', 'min-replicas-to-write', '0'),
+  });
+});
+
+test('a leave refused with READONLY (a demoted primary) is sent again once it is primary again', { timeout: 40000 }, async (t) => {
+  const nowhere = await freePort(); // a primary that never answers: the dataset is kept
+  const keys = await cl.redis.command('DBSIZE');
+  await leaveWhileRefused(t, {
+    prefix: 'readonly', code: 'READONLY',
+    refuse: () => cl.redis.command('REPLICAOF', '127.0.0.1', String(nowhere)),
+    allow: () => cl.redis.command('REPLICAOF', 'NO', 'ONE'),
+  });
+  assert.ok(await cl.redis.command('DBSIZE') >= keys - 1, 'the dataset survived the demotion');
+});
+
+test('a leave refused with OOM is sent again once Redis has memory', { timeout: 40000 }, async (t) => {
+  await leaveWhileRefused(t, {
+    prefix: 'oom', code: 'OOM',
+    refuse: () => cl.redis.command('CONFIG', 'SET', 'maxmemory', '1'),
+    allow: () => cl.redis.command('CONFIG', 'SET', 'maxmemory', '0'),
+  });
+});
+
+// The worker's side: the gateway's event got in, the worker read it, and
+// then Redis refused the leave script. The entry must stay pending (no
+// XACK) and be applied when it is claimed again.
+test('a leave the worker read but Redis refused is applied once writes are allowed', { timeout: 40000 }, async () => {
+  const s = await roomWithLeaver('worker-refused');
+  const worker = cl.workers[0];
+  await waitFor(async () => await pendingCount() === 0, { timeoutMs: 5000, what: 'the joins to be acknowledged' });
+  // The worker waits in XREADGROUP ... BLOCK; stopped there, it is handed
+  // the leave by Redis but reads it only after writes are refused.
+  await waitFor(async () => (await cl.redis.command('CLIENT', 'LIST')).split('\n')
+    .some((c) => /\bflags=b\b/.test(c) && /\bcmd=xreadgroup\b/.test(c)),
+  { timeoutMs: 5000, what: 'the worker to block in XREADGROUP' });
+  worker.kill('SIGSTOP');
+  const logged = worker.stderr.length;
+  try {
+    s.leaver.close();
+    await s.leaver.waitClosed();
+    await waitFor(async () => await pendingCount() === 1,
+      { timeoutMs: 5000, what: 'the leave to be delivered to the stopped worker' });
+    await cl.redis.command('CONFIG', 'SET', 'min-replicas-to-write', '1');
+    worker.kill('SIGCONT');
+    await waitFor(() => /leave script failed: NOREPLICAS/.test(worker.stderr.slice(logged)),
+      { timeoutMs: 5000, what: 'the worker to be refused the leave script' });
+    assert.equal(await cl.redis.command('HEXISTS', membersKey(s.room), 'leaver'), 1,
+      'the leave has not taken effect while writes are refused');
+    assert.equal(await pendingCount(), 1,
+      'the refused entry stays pending');
+  } finally {
+    worker.kill('SIGCONT');
+    await cl.redis.command('CONFIG', 'SET', 'min-replicas-to-write', '0');
+  }
+  await assertLeft(s);
+});
