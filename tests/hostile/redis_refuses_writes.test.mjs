@@ -9,10 +9,11 @@
 //     entry stays pending and is claimed again once writes are allowed.
 // Either way, once Redis takes writes again the room's watcher sees the
 // presence leave and the member is gone from GET /api/rooms/{room}/members.
+// A draining gateway waits, within --drain-ms, for the refused leaves too.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startCluster, connect, teardown, uniqueRoom, httpGet, waitFor, freePort, metrics, waitMetric,
+  startCluster, startGateway, connect, teardown, uniqueRoom, httpGet, waitFor, freePort, metrics, waitMetric,
   presenceLeave, FAST,
 } from './lib.mjs';
 
@@ -147,4 +148,38 @@ test('a leave the worker read but Redis refused is applied once writes are allow
     await cl.redis.command('CONFIG', 'SET', 'min-replicas-to-write', '0');
   }
   await assertLeft(s);
+});
+
+// A draining gateway (SIGTERM) closes its members and emits their leaves;
+// if Redis refuses them, it keeps sending them, within --drain-ms, instead
+// of exiting with them unsent. Under OOM that matters most: the ZREM that
+// takes the gateway off chat:gateways goes through, so no worker would
+// ever clean up after it.
+test('a draining gateway waits for Redis to take the leaves it refused', { timeout: 40000 }, async () => {
+  const gw = cl.gateways[0];
+  const drained = await startGateway({
+    redisUrl: cl.redis.url, extraArgs: [...FAST, '--drain-grace-ms', '0', '--drain-ms', '20000'],
+  });
+  const room = uniqueRoom('drain');
+  const watcher = await connect(gw.url);
+  await watcher.join(room, 'watcher');
+  const leaver = await connect(drained.url);
+  await leaver.join(room, 'leaver');
+  await cl.redis.command('CONFIG', 'SET', 'maxmemory', '1');
+  try {
+    drained.kill('SIGTERM');
+    await leaver.waitClosed(10000);
+    await waitFor(async () => !drained.running || await retries(drained).catch(() => 0) >= 2,
+      { timeoutMs: 10000, what: 'the leave to be refused twice' });
+    assert.ok(drained.running, 'the gateway did not exit with the leave unsent');
+    assert.equal(await cl.redis.command('HEXISTS', membersKey(room), 'leaver'), 1);
+  } finally {
+    await cl.redis.command('CONFIG', 'SET', 'maxmemory', '0');
+  }
+  const { code, signal } = await drained.waitExit(10000);
+  assert.deepEqual({ code, signal }, { code: 0, signal: null }, drained.stderr.slice(-2000));
+  assert.doesNotMatch(drained.stderr, /not sent to Redis/, 'nothing was left in the outbox');
+  await presenceLeave(watcher, room, 'leaver', 15000, 'closed');
+  assert.deepEqual(await memberNames(gw, room), ['watcher']);
+  watcher.close();
 });
