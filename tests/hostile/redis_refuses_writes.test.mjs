@@ -36,22 +36,28 @@ async function memberNames(gw, room) {
   return r.json().members.map((m) => m.nickname).sort();
 }
 
-// A watcher and a leaver in a fresh room on the gateway.
-async function roomWithLeaver(prefix) {
+// A watcher and `n` leavers (leaver, leaver2, ...) in a fresh room on the
+// gateway.
+async function roomWithLeavers(prefix, n = 1) {
   const gw = cl.gateways[0];
   const room = uniqueRoom(prefix);
   const watcher = await connect(gw.url);
   await watcher.join(room, 'watcher');
-  const leaver = await connect(gw.url);
-  await leaver.join(room, 'leaver');
-  assert.deepEqual(await memberNames(gw, room), ['leaver', 'watcher']);
-  return { gw, room, watcher, leaver };
+  const names = Array.from({ length: n }, (_, i) => (i ? `leaver${i + 1}` : 'leaver'));
+  const leavers = [];
+  for (const name of names) {
+    const c = await connect(gw.url);
+    await c.join(room, name);
+    leavers.push(c);
+  }
+  assert.deepEqual(await memberNames(gw, room), [...names, 'watcher'].sort());
+  return { gw, room, watcher, leavers, names, leaver: leavers[0] };
 }
 
-// Once writes are allowed again: the watcher sees the leave, the member
-// list no longer has the leaver, and the gateway's outbox is empty.
-async function assertLeft({ gw, room, watcher }) {
-  await presenceLeave(watcher, room, 'leaver', 15000, 'closed');
+// Once writes are allowed again: the watcher sees every leave, the member
+// list has only the watcher, and the gateway's outbox is empty.
+async function assertLeft({ gw, room, watcher, names = ['leaver'] }) {
+  for (const name of names) await presenceLeave(watcher, room, name, 15000, 'closed');
   assert.deepEqual(await memberNames(gw, room), ['watcher']);
   await waitMetric(gw, 'chat_gateway_event_outbox', (v) => v === 0, { timeoutMs: 5000, what: 'an empty outbox' });
   watcher.close();
@@ -60,17 +66,29 @@ async function assertLeft({ gw, room, watcher }) {
 const RETRIES = 'chat_gateway_event_outbox_retries_total';
 const retries = async (gw) => (await metrics(gw)).get(RETRIES) ?? 0;
 
-// Closes the leaver while Redis refuses writes with `code` (set up by
-// refuse(), undone by allow()): the leave gets through once writes are
-// allowed, after at least `refusals` refusals counted by the gateway.
-async function leaveWhileRefused(t, { prefix, code, refuse, allow, refusals = 1 }) {
-  const s = await roomWithLeaver(prefix);
+// Closes the leavers at once while Redis refuses writes with `code` (set
+// up by refuse(), undone by allow()): the leaves get through once writes
+// are allowed, after at least `refusals` refusals counted by the gateway.
+// With pipelined: true, Redis is paused (well within --redis-timeout-ms)
+// while they close, so that all their leaves are in flight together when
+// the first is refused: those behind it must go again after it.
+async function leaveWhileRefused(t, {
+  prefix, code, refuse, allow, refusals = 1, leavers = 1, pipelined = false,
+}) {
+  const s = await roomWithLeavers(prefix, leavers);
   const before = await retries(s.gw);
   const logged = s.gw.stderr.length;
   await refuse();
   try {
-    s.leaver.close();
-    await s.leaver.waitClosed();
+    if (pipelined) cl.redis.kill('SIGSTOP');
+    for (const c of s.leavers) c.close();
+    await Promise.all(s.leavers.map((c) => c.waitClosed()));
+    if (pipelined) {
+      await waitMetric(s.gw, 'chat_gateway_event_outbox', (v) => v >= leavers,
+        { timeoutMs: 2000, what: 'every leave in the outbox' });
+      await metrics(s.gw); // one more loop turn: the leaves are written out
+      cl.redis.kill('SIGCONT');
+    }
     await waitFor(() => s.gw.stderr.slice(logged).includes(code),
       { timeoutMs: 5000, what: `the gateway to log ${code}` });
     if (refusals > 1) {
@@ -78,14 +96,17 @@ async function leaveWhileRefused(t, { prefix, code, refuse, allow, refusals = 1 
       await waitMetric(s.gw, RETRIES, (v) => v >= before + refusals,
         { timeoutMs: 10000, what: `${refusals} refusals of the leave` });
     }
-    assert.equal(await cl.redis.command('HEXISTS', membersKey(s.room), 'leaver'), 1,
-      'the leave has not taken effect while writes are refused');
+    assert.equal(await cl.redis.command('HLEN', membersKey(s.room)), leavers + 1,
+      'no leave has taken effect while writes are refused');
   } finally {
+    if (pipelined) cl.redis.kill('SIGCONT');
     await allow();
   }
   await assertLeft(s);
   const n = await retries(s.gw) - before;
-  t.diagnostic(`refusals: ${n}`);
+  const behind = Number(/with the (\d+) sent after it/.exec(s.gw.stderr.slice(logged))?.[1] ?? 0);
+  t.diagnostic(`refusals: ${n}; pipelined behind the first: ${behind}`);
+  if (pipelined) assert.ok(behind >= 1, 'leaves were in flight behind the refused one');
   assert.ok(n >= refusals, `${RETRIES} counted the refusals (${n})`);
 }
 
@@ -108,9 +129,9 @@ test('a leave refused with READONLY (a demoted primary) is sent again once it is
   assert.ok(await cl.redis.command('DBSIZE') >= keys - 1, 'the dataset survived the demotion');
 });
 
-test('a leave refused with OOM is sent again once Redis has memory', { timeout: 40000 }, async (t) => {
+test('leaves refused with OOM while pipelined are all sent again once Redis has memory', { timeout: 40000 }, async (t) => {
   await leaveWhileRefused(t, {
-    prefix: 'oom', code: 'OOM',
+    prefix: 'oom', code: 'OOM', leavers: 4, pipelined: true,
     refuse: () => cl.redis.command('CONFIG', 'SET', 'maxmemory', '1'),
     allow: () => cl.redis.command('CONFIG', 'SET', 'maxmemory', '0'),
   });
@@ -120,7 +141,7 @@ test('a leave refused with OOM is sent again once Redis has memory', { timeout: 
 // then Redis refused the leave script. The entry must stay pending (no
 // XACK) and be applied when it is claimed again.
 test('a leave the worker read but Redis refused is applied once writes are allowed', { timeout: 40000 }, async () => {
-  const s = await roomWithLeaver('worker-refused');
+  const s = await roomWithLeavers('worker-refused');
   const worker = cl.workers[0];
   await waitFor(async () => await pendingCount() === 0, { timeoutMs: 5000, what: 'the joins to be acknowledged' });
   // The worker waits in XREADGROUP ... BLOCK; stopped there, it is handed
