@@ -4,7 +4,8 @@
  * SCRIPT LOAD, reconnect with capped exponential backoff and jitter, a
  * watchdog that drops a link Redis stopped answering, EVALSHA with a
  * transparent EVAL fallback on NOSCRIPT, commands held and replayed across
- * drops, and, for a subscriber link, the set of channels it should hold.
+ * drops and refusals that may pass, and, for a subscriber link, the set of
+ * channels it should hold.
  *
  * It builds on hiredis's redisAsyncContext and knows no event loop: the
  * owner supplies one through struct cm_link_loop (hiredis adapter, timers,

@@ -57,7 +57,7 @@ struct call {
     int nkeys;
     bool held;
     bool replay; /* held, sent behind one that was refused: back into held whatever the answer */
-    int argc; /* copied arguments (scripts and held commands), else 0 */
+    int argc;    /* copied arguments (scripts and held commands), else 0 */
     char **argv;
     size_t *lens;
 };
