@@ -143,12 +143,19 @@ test('leaves refused with OOM while pipelined are all sent again once Redis has 
 test('a leave the worker read but Redis refused is applied once writes are allowed', { timeout: 40000 }, async () => {
   const s = await roomWithLeavers('worker-refused');
   const worker = cl.workers[0];
-  await waitFor(async () => await pendingCount() === 0, { timeoutMs: 5000, what: 'the joins to be acknowledged' });
-  // The worker waits in XREADGROUP ... BLOCK; stopped there, it is handed
-  // the leave by Redis but reads it only after writes are refused.
-  await waitFor(async () => (await cl.redis.command('CLIENT', 'LIST')).split('\n')
-    .some((c) => /\bflags=b\b/.test(c) && /\bcmd=xreadgroup\b/.test(c)),
-  { timeoutMs: 5000, what: 'the worker to block in XREADGROUP' });
+  // The worker waits in XREADGROUP ... BLOCK, 2 s at a time. Wake it with
+  // an event of no consequence (a join, acknowledged as it is), so that the
+  // block it goes back into is fresh, and stop it there: Redis hands it the
+  // leave, which it reads only after writes are refused.
+  const wake = await cl.redis.command('XADD', 'chat:events', '*', 'type', 'join', 'session', 'wake',
+    'mid', 'wake.1', 'gateway', 'nobody', 'room', s.room, 'nickname', 'nobody', 'ts', String(Date.now()));
+  await waitFor(async () => {
+    const groups = await cl.redis.command('XINFO', 'GROUPS', 'chat:events');
+    const g = groups.find((x) => x[x.indexOf('name') + 1] === 'workers');
+    return g[g.indexOf('last-delivered-id') + 1] === wake && await pendingCount() === 0 &&
+      (await cl.redis.command('CLIENT', 'LIST')).split('\n')
+        .some((c) => /\bflags=b\b/.test(c) && /\bcmd=xreadgroup\b/.test(c));
+  }, { timeoutMs: 5000, intervalMs: 10, what: 'the worker to block in XREADGROUP again' });
   worker.kill('SIGSTOP');
   const logged = worker.stderr.length;
   try {
