@@ -125,6 +125,10 @@ static void render_metrics(struct gw_server *srv, struct cm_sbuf *b)
     cm_metric(b, "chat_gateway_event_outbox", "gauge",
               "Events and registry writes that Redis has not answered yet.",
               gw_store_backlog(srv->store));
+    cm_metric(b, "chat_gateway_event_outbox_retries_total", "counter",
+              "Events and registry writes Redis refused for a while (READONLY, OOM, ...) and "
+              "that were sent again.",
+              gw_store_backlog_retries(srv->store));
     cm_metric(b, "chat_gateway_draining", "gauge", "1 while draining.", srv->draining);
     static const char *const refused[] = {"per_ip", "max_connections", "origin", "auth"};
     cm_metric_header(b, "chat_gateway_refused_total", "counter",

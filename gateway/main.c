@@ -172,14 +172,18 @@ static void on_drain_tick(uv_timer_t *t)
     }
     if (srv->nsessions > 0 && !timed_out)
         return;
+    /* Leaves were queued as sessions closed (those within a grace now:
+     * their clients have had the drain to come back elsewhere). Wait until
+     * Redis has answered every one: it may refuse them for a while (a
+     * failover, OOM), and the outbox sends them again until it takes them.
+     * Then a PING answered after the ZREM means Redis has that too.
+     * Without Redis, there is nothing to wait for. */
+    gw_members_linger_flush(srv);
+    if (gw_store_backlog(srv->store) > 0 && gw_store_ready(srv->store) && !timed_out)
+        return;
     uv_timer_stop(t);
     if (timed_out && srv->nsessions > 0)
         CM_WARN("drain: %zu sessions still open after %lld ms", srv->nsessions, srv->cfg.drain_ms);
-    /* Leaves were queued as sessions closed (those within a grace now:
-     * their clients have had the drain to come back elsewhere); a PING
-     * answered means Redis has every one of them. Without Redis, there is
-     * nothing to wait for. */
-    gw_members_linger_flush(srv);
     if (gw_store_unregister(srv->store, on_flushed, srv) != 0)
         finish(srv);
 }

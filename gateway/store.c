@@ -5,7 +5,8 @@
  *
  * Events and registry writes go out as held commands (cm_router_send_held):
  * kept while the command link is down and sent again if it drops before
- * Redis answers, so a close during an outage still reaches the workers.
+ * Redis answers or if Redis refuses them for a while (READONLY, OOM, ...),
+ * so a close during an outage or a failover still reaches the workers.
  * Replaying is safe: a leave is a compare-and-delete on its mid, a join
  * event changes nothing, and registry writes replay in their order.
  */
@@ -633,6 +634,11 @@ bool gw_store_room_ready(const struct gw_store *st, const char *room)
 size_t gw_store_backlog(const struct gw_store *st)
 {
     return cm_router_held_count(st->redis);
+}
+
+uint64_t gw_store_backlog_retries(const struct gw_store *st)
+{
+    return cm_router_held_retries(st->redis);
 }
 
 uint64_t gw_store_reconnects(const struct gw_store *st)

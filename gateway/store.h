@@ -102,6 +102,9 @@ bool gw_store_ready(const struct gw_store *st);
 bool gw_store_room_ready(const struct gw_store *st, const char *room);
 /* Events and registry writes not yet answered by Redis. */
 size_t gw_store_backlog(const struct gw_store *st);
+/* Events and registry writes Redis refused with an error that may pass
+ * (READONLY, OOM, ...) and that are sent again, for /metrics. */
+uint64_t gw_store_backlog_retries(const struct gw_store *st);
 /* Links that were up and dropped, for /metrics. */
 uint64_t gw_store_reconnects(const struct gw_store *st);
 

@@ -4,7 +4,8 @@
  * SCRIPT LOAD, reconnect with capped exponential backoff and jitter, a
  * watchdog that drops a link Redis stopped answering, EVALSHA with a
  * transparent EVAL fallback on NOSCRIPT, commands held and replayed across
- * drops, and, for a subscriber link, the set of channels it should hold.
+ * drops and refusals that may pass, and, for a subscriber link, the set of
+ * channels it should hold.
  *
  * It builds on hiredis's redisAsyncContext and knows no event loop: the
  * owner supplies one through struct cm_link_loop (hiredis adapter, timers,
@@ -120,6 +121,9 @@ bool cm_link_ready(const struct cm_link *l);
 long long cm_link_client_id(const struct cm_link *l);
 /* Held commands not yet answered (waiting, or sent and unanswered). */
 size_t cm_link_held_count(const struct cm_link *l);
+/* Held commands Redis refused with an error that may pass, each kept and
+ * sent again (a counter since cm_link_new). */
+uint64_t cm_link_held_retries(const struct cm_link *l);
 
 /* Sends one command. 0: fn will be called exactly once. -1: the link is not
  * ready (or is being freed) and fn will never be called. Arguments are
@@ -136,9 +140,20 @@ int cm_link_script(struct cm_link *l, enum cm_script script, int nkeys, int argc
                    const char **argv, const size_t *lens, cm_link_reply_fn *fn, void *priv);
 /* Sends a command that must reach Redis even across outages: kept while
  * the link is down, sent in order when it is back, and sent again if the
- * link drops before Redis answers it (so it must be safe to replay). An
- * error answer is logged and the command dropped. Never fails; while the
- * link is being freed it is dropped. */
+ * link drops before Redis answers it (so it must be safe to replay).
+ *
+ * An error that may pass (CM_REPLY_TRANSIENT: READONLY, OOM, NOREPLICAS,
+ * LOADING, ...) does not drop it either: it is sent again after a capped
+ * backoff with jitter, as often as it takes. Order: no held command is sent
+ * while one is backing off, and the held commands that were already sent
+ * behind the refused one are sent again after it, whatever Redis answered
+ * them. So held commands take effect in the order given, except that one
+ * pipelined behind a refused one may take effect early as well (then it
+ * runs twice, once out of order and once in order, as on a drop). Any
+ * other error is logged and the command dropped.
+ *
+ * Never fails; the oldest is dropped past held_max; while the link is being
+ * freed it is dropped. */
 void cm_link_send_held(struct cm_link *l, int argc, const char **argv, const size_t *lens);
 
 /* The wall-clock time (ms) after which a command sent now must not take

@@ -86,8 +86,11 @@ bool cm_router_key_ready(const struct cm_router *r, const char *key);
 bool cm_router_cluster(const struct cm_router *r);
 /* The publish command for room channels: "SPUBLISH" in a cluster. */
 const char *cm_router_publish_verb(const struct cm_router *r);
-/* Held commands not yet answered. */
+/* Held commands not yet answered, and how many times one was sent again
+ * because Redis refused it with an error that may pass (in a cluster, also
+ * because its link dropped or its slot had no reachable primary). */
 size_t cm_router_held_count(const struct cm_router *r);
+uint64_t cm_router_held_retries(const struct cm_router *r);
 /* Primaries known, and slots with no reachable primary (for /metrics and
  * logs). */
 size_t cm_router_nodes(const struct cm_router *r);

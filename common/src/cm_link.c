@@ -21,6 +21,15 @@
  * other call once sent. When the link drops, hiredis answers the calls in
  * flight with NULL in send order, and each held one goes back into `held`
  * after the one before it (requeue_at), ahead of those that never left.
+ *
+ * A refusal that may pass (cm_reply_kind: READONLY, OOM, NOREPLICAS, ...)
+ * is handled like a drop of the held commands alone: the refused one goes
+ * back to the front of `held`, and every held call sent after it is marked
+ * `replay` and goes back after it whatever its answer, because Redis may
+ * have run it ahead of the refused one. No held command is sent until the
+ * backoff has passed and every marked call is back; then they all go out
+ * again in their first order. A held call that Redis ran early runs again,
+ * which the replay contract (cm_link.h) already allows.
  */
 #include "cm_link.h"
 
@@ -47,7 +56,8 @@ struct call {
     int script; /* enum cm_script, or -1 */
     int nkeys;
     bool held;
-    int argc; /* copied arguments (scripts and held commands), else 0 */
+    bool replay; /* held, sent behind one that was refused: back into held whatever the answer */
+    int argc;    /* copied arguments (scripts and held commands), else 0 */
     char **argv;
     size_t *lens;
 };
@@ -84,15 +94,31 @@ struct cm_link {
     struct call *requeue_at; /* the last held call a drop gave back */
     size_t nheld;            /* waiting in held */
     size_t nheld_inflight;   /* held calls sent and unanswered */
+    size_t nreplay;          /* held calls in flight marked replay */
+    bool held_backoff;       /* a held command was refused: none is sent until held_timer */
+    unsigned held_refusals;  /* refusals in a row, for the backoff */
+    uint64_t held_retries;   /* held commands refused and kept to send again */
     long long client_id;
     char sha[CM_SCRIPT__COUNT][41];
-    void *retry_timer, *watch_timer;
+    void *retry_timer, *watch_timer, *held_timer;
     void *resolving;
     struct chan *chans;
 };
 
 static void link_connect(struct cm_link *l);
 static void link_connect_to(struct cm_link *l, const char *host);
+static void held_flush(struct cm_link *l);
+
+/* Capped exponential, with full jitter in the upper half, so a fleet of
+ * processes that met the same trouble together does not come back in
+ * lock-step. attempt counts from 1. */
+static int64_t backoff_ms(unsigned attempt)
+{
+    int64_t cap = (int64_t)BACKOFF_MIN_MS << (attempt < 6 ? attempt : 6);
+    if (cap > BACKOFF_MAX_MS)
+        cap = BACKOFF_MAX_MS;
+    return cap / 2 + (int64_t)cm_random_below((uint64_t)(cap / 2 + 1));
+}
 
 /* ---- calls ---- */
 
@@ -214,17 +240,73 @@ static struct call *held_pop(struct cm_link *l)
     return c;
 }
 
+/* Puts a held call that must go out again back into held, after the one
+ * given back before it. */
+static void held_requeue(struct cm_link *l, struct call *c)
+{
+    held_insert(l, l->requeue_at, c);
+    l->requeue_at = c;
+}
+
+/* Redis refused c with an error that may pass. c goes back to the front
+ * (everything still waiting was given after it was sent), and every held
+ * call sent after it will follow it back (held_done); they all go out
+ * again once the backoff has passed. */
+static void held_refused(struct cm_link *l, struct call *c, const redisReply *reply)
+{
+    for (struct call *i = l->inflight; i; i = i->next) {
+        if (i->held && !i->replay) {
+            i->replay = true;
+            l->nreplay++;
+        }
+    }
+    l->requeue_at = NULL;
+    held_requeue(l, c);
+    l->held_retries++;
+    l->held_backoff = true;
+    int64_t delay = backoff_ms(++l->held_refusals);
+    char behind[64] = "";
+    if (l->nreplay)
+        snprintf(behind, sizeof(behind), ", with the %zu sent after it,", l->nreplay);
+    /* Once per episode at WARN; the refusals that follow at DEBUG. */
+    cm_log(l->held_refusals == 1 || l->held_refusals % 10 == 0 ? CM_LOG_WARN : CM_LOG_DEBUG,
+           "redis %s link: Redis refused a held command (%s); sending it again%s in %lld ms "
+           "(refusal %u)",
+           l->o.name, reply->str, behind, (long long)delay, l->held_refusals);
+    l->o.loop->timer_start(l->held_timer, delay);
+}
+
 /* The answer to a held command. */
 static void held_done(struct cm_link *l, struct call *c, redisReply *reply)
 {
-    if (!reply && !l->freeing) {
-        /* Redis may or may not have it: again, in its place. */
-        held_insert(l, l->requeue_at, c);
-        l->requeue_at = c;
+    bool replay = c->replay;
+    if (replay) {
+        c->replay = false;
+        l->nreplay--;
+    }
+    if (l->freeing) {
+        call_free(c);
         return;
     }
-    if (reply && reply->type == REDIS_REPLY_ERROR)
-        CM_WARN("redis %s link: a held command failed: %s", l->o.name, reply->str);
+    if (!reply || replay) {
+        /* Lost: Redis may or may not have it. Behind a refused one: Redis
+         * may have run it first. Either way: again, in its place. */
+        held_requeue(l, c);
+        if (reply)
+            held_flush(l); /* the last one back may end the wait */
+        return;
+    }
+    if (cm_reply_kind(reply) == CM_REPLY_TRANSIENT) {
+        held_refused(l, c, reply);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR)
+        CM_WARN("redis %s link: a held command failed for good, dropping it: %s", l->o.name,
+                reply->str);
+    else if (l->held_refusals)
+        CM_INFO("redis %s link: Redis takes held commands again (after %u refusals)", l->o.name,
+                l->held_refusals);
+    l->held_refusals = 0;
     call_free(c);
 }
 
@@ -300,17 +382,29 @@ int cm_link_script(struct cm_link *l, enum cm_script script, int nkeys, int argc
     return 0;
 }
 
+/* Held commands go out only on a ready link, after a refusal's backoff,
+ * and once every call that follows the refused one back is back. */
+static bool held_may_send(const struct cm_link *l)
+{
+    return l->ready && !l->held_backoff && l->nreplay == 0;
+}
+
 static int held_send(struct cm_link *l, struct call *c)
 {
-    if (!l->ready)
+    if (!held_may_send(l))
         return -1;
     return call_send_argv(c, c->argc, (const char **)c->argv, c->lens);
 }
 
+/* Sends everything held, in order, if it may go out now. */
 static void held_flush(struct cm_link *l)
 {
-    l->requeue_at = NULL; /* a new connection: what the last one dropped is all back */
-    if (l->nheld)
+    if (!held_may_send(l))
+        return;
+    l->requeue_at = NULL; /* what the last connection or refusal gave back is all back */
+    if (l->nheld && l->held_refusals)
+        CM_DEBUG("redis %s link: sending %zu held commands again", l->o.name, l->nheld);
+    else if (l->nheld)
         CM_INFO("redis %s link: sending %zu commands held while Redis was unreachable",
                 l->o.name, l->nheld);
     while (l->held) {
@@ -341,6 +435,11 @@ void cm_link_send_held(struct cm_link *l, int argc, const char **argv, const siz
 size_t cm_link_held_count(const struct cm_link *l)
 {
     return l->nheld + l->nheld_inflight;
+}
+
+uint64_t cm_link_held_retries(const struct cm_link *l)
+{
+    return l->held_retries;
 }
 
 int64_t cm_link_deadline_ms(struct cm_link *l)
@@ -663,16 +762,20 @@ static void on_retry_timer(void *arg)
         link_connect(l);
 }
 
-/* Exponential with full jitter in the upper half, so a fleet of processes
- * that lost Redis together does not come back in lock-step. */
+/* A refusal's backoff is over: what is held goes out, if the link is up
+ * (else setup_done sends it). */
+static void on_held_timer(void *arg)
+{
+    struct cm_link *l = arg;
+    l->held_backoff = false;
+    held_flush(l);
+}
+
 static void schedule_reconnect(struct cm_link *l)
 {
     if (l->freeing)
         return;
-    int64_t cap = (int64_t)BACKOFF_MIN_MS << (l->attempt < 6 ? l->attempt : 6);
-    if (cap > BACKOFF_MAX_MS)
-        cap = BACKOFF_MAX_MS;
-    int64_t delay = cap / 2 + (int64_t)cm_random_below((uint64_t)(cap / 2 + 1));
+    int64_t delay = backoff_ms(l->attempt);
     CM_DEBUG("redis %s link: reconnecting in %lld ms", l->o.name, (long long)delay);
     l->o.loop->timer_start(l->retry_timer, delay);
 }
@@ -849,6 +952,7 @@ struct cm_link *cm_link_new(const struct cm_link_opts *opts)
     l->client_id = -1;
     l->retry_timer = opts->loop->timer_new(opts->loop->ctx, on_retry_timer, l);
     l->watch_timer = opts->loop->timer_new(opts->loop->ctx, on_watch_timer, l);
+    l->held_timer = opts->loop->timer_new(opts->loop->ctx, on_held_timer, l);
     return l;
 }
 
@@ -868,6 +972,7 @@ void cm_link_free(struct cm_link *l)
         l->o.loop->resolve_cancel(l->resolving);
     l->o.loop->timer_free(l->retry_timer);
     l->o.loop->timer_free(l->watch_timer);
+    l->o.loop->timer_free(l->held_timer);
     if (l->ac)
         redisAsyncFree(l->ac); /* pending callbacks run now, with NULL */
     if (unsent)

@@ -84,6 +84,7 @@ struct cm_router {
     struct chan *chans;
     struct rcall *held, *held_tail;
     size_t nheld, nheld_inflight;
+    uint64_t held_retries;
     struct rcall *waiting; /* commands whose retry timer runs */
     struct node *fresh[CM_SLOTS]; /* the map being read */
     bool started;
@@ -701,6 +702,7 @@ static void rcall_retry_later(struct rcall *rc, const char *why)
     }
     if (rc->held) {
         /* Back in the queue, behind nothing: it goes out on the next flush. */
+        r->held_retries++;
         rc->next = r->held;
         r->held = rc;
         if (!r->held_tail)
@@ -943,6 +945,13 @@ size_t cm_router_held_count(const struct cm_router *r)
     if (!r->o.cluster)
         return cm_link_held_count(r->nodes->cmd);
     return r->nheld + r->nheld_inflight;
+}
+
+uint64_t cm_router_held_retries(const struct cm_router *r)
+{
+    if (!r->o.cluster)
+        return cm_link_held_retries(r->nodes->cmd);
+    return r->held_retries;
 }
 
 int64_t cm_router_deadline_ms(struct cm_router *r, const char *key)
