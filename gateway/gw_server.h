@@ -40,6 +40,8 @@ struct gw_config {
     const char *redis;
     const char *redis_cluster;
     long long event_partitions;
+    long long ack_replicas; /* -1: not given, chosen by mode */
+    long long ack_timeout_ms;
     const char *id;
     const char *web_root;
     const char *log_level;

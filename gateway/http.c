@@ -331,7 +331,7 @@ static void push_start(struct gw_http_req *req, const char *path)
     }
 }
 
-static void on_pushed(void *priv, enum gw_store_status status, int64_t seq)
+static void on_pushed(void *priv, enum gw_store_status status, int64_t seq, bool replicated)
 {
     struct gw_http_req *req = priv;
     if (status == GW_STORE_OK) {
@@ -339,7 +339,8 @@ static void on_pushed(void *priv, enum gw_store_status status, int64_t seq)
         cm_sbuf_reset(&req->body);
         cm_sbuf_puts(&req->body, "{\"room\":");
         cm_sbuf_put_json_str(&req->body, req->room, strlen(req->room));
-        cm_sbuf_printf(&req->body, ",\"seq\":%lld}", (long long)seq);
+        cm_sbuf_printf(&req->body, ",\"seq\":%lld%s}", (long long)seq,
+                       replicated ? "" : ",\"replicated\":false");
         req_answer(req, 200, "application/json");
     } else {
         req->srv->m.publish_failures++;

@@ -31,6 +31,11 @@ static const struct cm_option options[] = {
     {"redis-cluster", CM_OPT_STR, OPT(redis_cluster), NULL, "NODES",
      "a Redis Cluster instead: seed nodes, host:port or redis:// URLs, comma-separated", 0, 0,
      cm_check_redis_seeds},
+    {"ack-replicas", CM_OPT_INT, OPT(ack_replicas), NULL, "N",
+     "ack a message once N replicas have it (default: 1 with --redis-cluster, 0 with --redis)",
+     0, 16, NULL},
+    {"ack-timeout-ms", CM_OPT_INT, OPT(ack_timeout_ms), "1000", "MS",
+     "how long an ack waits for replicas; past it, it says replicated:false", 1, 60000, NULL},
     {"event-partitions", CM_OPT_INT, OPT(event_partitions), "16", "N",
      "Redis Cluster: streams the join and leave events are spread over", 1, 1024, NULL},
     {"id", CM_OPT_STR, OPT(id), NULL, "ID", "gateway id, unique in the cluster (default: random)",
@@ -245,7 +250,9 @@ static void store_start(struct gw_server *srv)
         .event_partitions = srv->redis.cluster ? (int)srv->cfg.event_partitions : 1,
         .gateway_id = srv->cfg.id, .history_max = srv->cfg.history_max,
         .timeout_ms = srv->cfg.redis_timeout_ms, .heartbeat_ms = srv->cfg.heartbeat_ms,
-        .members_page = srv->cfg.members_page};
+        .members_page = srv->cfg.members_page, .ack_timeout_ms = srv->cfg.ack_timeout_ms,
+        .ack_replicas = (int)(srv->cfg.ack_replicas >= 0 ? srv->cfg.ack_replicas
+                                                         : srv->redis.cluster ? 1 : 0)};
     const struct gw_store_hooks hooks = {
         .owner = srv, .ready = on_store_ready, .declared_dead = on_declared_dead,
         .room_lost = on_room_lost, .room_subscribed = on_room_subscribed,
@@ -289,6 +296,7 @@ static int configure(struct gw_server *srv, int argc, char **argv)
     char err[160];
     enum cm_log_level level;
 
+    srv->cfg.ack_replicas = -1; /* not given: chosen by mode below */
     int rc = cm_config_parse(&program, options, CM_ARRAY_LEN(options), &srv->cfg, argc, argv);
     if (rc != CM_CONFIG_OK)
         return rc == CM_CONFIG_EXIT ? 0 : 2;
@@ -312,6 +320,11 @@ static int configure(struct gw_server *srv, int argc, char **argv)
     if (cm_redis_target_parse(srv->cfg.redis, srv->cfg.redis_cluster, &srv->redis, err,
                               sizeof(err)) != 0) {
         fprintf(stderr, "error: %s\n", err);
+        return 2;
+    }
+    if (srv->cfg.ack_timeout_ms >= srv->cfg.redis_timeout_ms) {
+        /* A WAIT in flight that long would make the link watchdog drop it. */
+        fprintf(stderr, "error: --ack-timeout-ms must be below --redis-timeout-ms\n");
         return 2;
     }
     /* Checked by the option table; this cannot fail now. */

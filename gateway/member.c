@@ -80,7 +80,7 @@ static void session_unlink(struct gw_session *s, struct gw_member *m)
 
 /* ---- publishing ---- */
 
-static void on_published(void *priv, enum gw_store_status status, int64_t seq)
+static void on_published(void *priv, enum gw_store_status status, int64_t seq, bool replicated)
 {
     struct gw_reply_to *req = priv;
     struct gw_session *s = req->session;
@@ -90,7 +90,7 @@ static void on_published(void *priv, enum gw_store_status status, int64_t seq)
         if (req->has_id && !s->legacy && s->wsi) {
             struct cm_sbuf b;
             cm_sbuf_init(&b, 0);
-            cm_encode_ack(&b, req->id, req->room, seq);
+            cm_encode_ack(&b, req->id, req->room, seq, replicated);
             gw_session_send_sbuf(s, &b);
             cm_sbuf_free(&b);
         }

@@ -89,20 +89,52 @@ static void strs_of(const redisReply *arr, struct gw_strs *out)
 
 /* ---- messages ---- */
 
+/* A publish stored and delivered, waiting for its replicas. */
+struct publish_req {
+    struct req r;
+    int64_t seq;
+    char room[]; /* the WAIT goes to the room's primary */
+};
+
+static void on_replicated(void *priv, int result)
+{
+    struct publish_req *p = priv;
+    if (result < 1)
+        CM_DEBUG("publish of seq %lld: %s", (long long)p->seq,
+                 result == 0 ? "no replica confirmed it in time" : "link lost before WAIT answered");
+    ((gw_store_publish_fn *)p->r.fn)(p->r.priv, GW_STORE_OK, p->seq, result == 1);
+    free(p);
+}
+
 static void on_publish(redisReply *reply, void *priv)
 {
-    struct req *r = priv;
+    struct publish_req *p = priv;
+    struct gw_store *st = p->r.st;
     enum gw_store_status status = status_of(reply, "publish");
-    int64_t seq = 0;
     if (status == GW_STORE_OK) {
         if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
             reply->element[0]->type == REDIS_REPLY_INTEGER)
-            seq = reply->element[0]->integer;
+            p->seq = reply->element[0]->integer;
         else
             status = GW_STORE_REFUSED;
     }
-    ((gw_store_publish_fn *)r->fn)(r->priv, status, seq);
-    free(r);
+    /* An ack must survive a failover: it waits until a replica has the
+     * message. One WAIT covers every publish answered before it went out. */
+    if (status == GW_STORE_OK && st->cfg.ack_replicas > 0) {
+        char meta[CM_KEY_MAX];
+        cm_key_room(meta, CM_ROOM_META, p->room);
+        int rc = cm_router_wait(st->redis, meta, st->cfg.ack_replicas, st->cfg.ack_timeout_ms,
+                                on_replicated, p);
+        if (rc == 0)
+            return;
+        if (rc < 0) {
+            on_replicated(p, -1);
+            return;
+        }
+        /* 1: the shard has no replica to wait for. */
+    }
+    ((gw_store_publish_fn *)p->r.fn)(p->r.priv, status, p->seq, true);
+    free(p);
 }
 
 int gw_store_publish(struct gw_store *st, const char *room, const char *tail, size_t tail_len,
@@ -123,10 +155,12 @@ int gw_store_publish(struct gw_store *st, const char *room, const char *tail, si
     size_t lens[CM_ARRAY_LEN(argv)];
     lens_of((int)CM_ARRAY_LEN(argv), argv, lens);
     lens[3] = tail_len;
-    struct req *r = req_new(st, (void (*)(void))fn, priv);
+    struct publish_req *p = cm_calloc(1, sizeof(*p) + strlen(room) + 1);
+    p->r = (struct req){.st = st, .fn = (void (*)(void))fn, .priv = priv};
+    strcpy(p->room, room);
     if (cm_router_script(st->redis, CM_SCRIPT_PUBLISH, 2, (int)CM_ARRAY_LEN(argv), argv, lens,
-                       on_publish, r) != 0) {
-        free(r);
+                         on_publish, p) != 0) {
+        free(p);
         return -1;
     }
     return 0;

@@ -86,6 +86,8 @@ struct gw_store_config {
     long long timeout_ms;   /* --redis-timeout-ms */
     long long heartbeat_ms; /* liveness beat */
     long long members_page; /* members per page: joined's first, and each members page */
+    int ack_replicas;        /* a publish is answered once this many replicas have it (0: at once) */
+    long long ack_timeout_ms; /* ...or once this long has passed */
 };
 
 struct gw_store *gw_store_new(const struct gw_store_config *cfg, const struct cm_link_loop *loop,
@@ -110,8 +112,12 @@ uint64_t gw_store_reconnects(const struct gw_store *st);
 
 /* ---- rooms: messages ---- */
 
-/* Stores a message and publishes it (tail: see cm_encode_message_tail). */
-typedef void gw_store_publish_fn(void *priv, enum gw_store_status status, int64_t seq);
+/* Stores a message and publishes it (tail: see cm_encode_message_tail).
+ * With ack_replicas, OK comes once a replica confirmed it, or the timeout
+ * passed: replicated is then false (the message is stored and delivered
+ * on the primary all the same). */
+typedef void gw_store_publish_fn(void *priv, enum gw_store_status status, int64_t seq,
+                                 bool replicated);
 int gw_store_publish(struct gw_store *st, const char *room, const char *tail, size_t tail_len,
                      gw_store_publish_fn *fn, void *priv);
 

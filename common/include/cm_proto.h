@@ -157,7 +157,10 @@ struct cm_members_page {
 void cm_encode_joined(struct cm_sbuf *b, const char *id, const char *room, const char *nickname,
                       int64_t seq, const char *epoch, const struct cm_members_page *members,
                       const char *history_json, int recovered);
-void cm_encode_ack(struct cm_sbuf *b, const char *id, const char *room, int64_t seq);
+/* replicated false: stored and delivered, but no replica confirmed it in
+ * time (PROTOCOL.md, "Redis Cluster"). */
+void cm_encode_ack(struct cm_sbuf *b, const char *id, const char *room, int64_t seq,
+                   bool replicated);
 /* reason: "left" or "replaced". */
 void cm_encode_left(struct cm_sbuf *b, const char *id, const char *room, const char *reason);
 /* history frame: {"type":"history","room","messages":[...]} */

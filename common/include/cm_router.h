@@ -112,10 +112,11 @@ void cm_router_send_held(struct cm_router *r, const char *key, int argc, const c
 /* cm_link_deadline_ms of the link a command for key goes out on now. */
 int64_t cm_router_deadline_ms(struct cm_router *r, const char *key);
 
-/* Replication of what this process wrote: replicas is how many replicas
+/* Replication of what this process wrote: 1 when enough replicas
  * confirmed, within the timeout, every write sent before the WAIT that
- * covers the caller; -1 if the link dropped first (unknown). */
-typedef void cm_router_wait_fn(void *priv, long long replicas);
+ * covers the caller; 0 when they did not in time; -1 when the link dropped
+ * first (unknown). */
+typedef void cm_router_wait_fn(void *priv, int result);
 /* Asks the primary that owns key's slot for WAIT replicas timeout_ms,
  * grouped: at most one WAIT is in flight per primary, and it covers every
  * caller that asked before it went out (each asks after its own write was

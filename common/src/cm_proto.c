@@ -714,11 +714,14 @@ void cm_encode_joined(struct cm_sbuf *b, const char *id, const char *room, const
     put_end(b);
 }
 
-void cm_encode_ack(struct cm_sbuf *b, const char *id, const char *room, int64_t seq)
+void cm_encode_ack(struct cm_sbuf *b, const char *id, const char *room, int64_t seq,
+                   bool replicated)
 {
     put_head(b, "ack", id);
     put_str_field(b, ",\"room\":", room);
     put_int_field(b, ",\"seq\":", seq);
+    if (!replicated)
+        cm_sbuf_puts(b, ",\"replicated\":false");
     put_end(b);
 }
 

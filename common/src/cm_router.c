@@ -117,7 +117,7 @@ static const struct cm_link_hooks sub_hooks = {.ready = on_cmd_ready,
                                                .subscribed = on_sub_subscribed,
                                                .dropped = on_sub_dropped};
 
-static void waiters_answer(struct waiter *w, long long replicas);
+static void waiters_answer(struct waiter *w, int result);
 
 static void node_start(struct node *n)
 {
@@ -975,16 +975,17 @@ struct waiter {
 struct wait_batch {
     struct node *node;
     struct waiter *waiters;
+    int replicas;
     int64_t timeout_ms;
 };
 
 static void wait_send(struct node *n, int replicas, int64_t timeout_ms);
 
-static void waiters_answer(struct waiter *w, long long replicas)
+static void waiters_answer(struct waiter *w, int result)
 {
     while (w) {
         struct waiter *next = w->next;
-        w->fn(w->priv, replicas);
+        w->fn(w->priv, result);
         free(w);
         w = next;
     }
@@ -994,11 +995,13 @@ static void on_wait(redisReply *reply, void *priv)
 {
     struct wait_batch *b = priv;
     struct node *n = b->node;
-    long long got = reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
-    if (reply && reply->type == REDIS_REPLY_ERROR)
-        CM_WARN("redis %s: WAIT failed: %s", n->name, reply->str);
+    int result = -1;
+    if (reply && reply->type == REDIS_REPLY_INTEGER)
+        result = reply->integer >= b->replicas;
+    else if (reply)
+        CM_WARN("redis %s: WAIT failed: %s", n->name, cm_reply_error(reply));
     n->waiting = false;
-    waiters_answer(b->waiters, got);
+    waiters_answer(b->waiters, result);
     /* Who asked meanwhile needs a WAIT sent after their writes. */
     if (n->waiters && !n->r->freeing)
         wait_send(n, n->wait_replicas, b->timeout_ms);
@@ -1011,7 +1014,8 @@ static void wait_send(struct node *n, int replicas, int64_t timeout_ms)
     snprintf(nrep, sizeof(nrep), "%d", replicas);
     snprintf(ms, sizeof(ms), "%lld", (long long)timeout_ms);
     struct wait_batch *b = cm_malloc(sizeof(*b));
-    *b = (struct wait_batch){.node = n, .waiters = n->waiters, .timeout_ms = timeout_ms};
+    *b = (struct wait_batch){
+        .node = n, .waiters = n->waiters, .replicas = replicas, .timeout_ms = timeout_ms};
     n->waiters = n->waiters_tail = NULL;
     if (cm_link_commandv(n->cmd, on_wait, b, 3, (const char *[]){"WAIT", nrep, ms}) != 0) {
         waiters_answer(b->waiters, -1);

@@ -68,7 +68,7 @@ static void reencode(const struct cm_frame *f, struct cm_sbuf *b)
         expect_str(o, "room", f->room, strlen(f->room));
         cJSON_Delete(o);
         cm_sbuf_reset(b); /* the envelope carries no id; the sender's ack does */
-        cm_encode_ack(b, id, f->room, 1);
+        cm_encode_ack(b, id, f->room, 1, f->message_len % 2 == 0);
         o = parse_back(b);
     } else if (f->type == CM_FRAME_JOIN) {
         const struct cm_members_page page = {"[]", f->since, f->cursor};

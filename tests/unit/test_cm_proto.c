@@ -906,7 +906,7 @@ static void test_encode_exact(void **state)
 
     CASE(cm_encode_pong(&b, NULL), "{\"type\":\"pong\"}");
     CASE(cm_encode_pong(&b, "1"), "{\"type\":\"pong\",\"id\":\"1\"}");
-    CASE(cm_encode_ack(&b, "7", "lobby", 42),
+    CASE(cm_encode_ack(&b, "7", "lobby", 42, true),
          "{\"type\":\"ack\",\"id\":\"7\",\"room\":\"lobby\",\"seq\":42}");
     CASE(cm_encode_left(&b, NULL, "lobby", "replaced"),
          "{\"type\":\"left\",\"room\":\"lobby\",\"reason\":\"replaced\"}");
@@ -1133,7 +1133,7 @@ static void test_encode_numbers_and_nulls(void **state)
 {
     struct cm_sbuf b;
     cm_sbuf_init(&b, 0);
-    cm_encode_ack(&b, "a", "r", INT64_MAX);
+    cm_encode_ack(&b, "a", "r", INT64_MAX, true);
     assert_string_equal(
         cm_sbuf_data(&b),
         "{\"type\":\"ack\",\"id\":\"a\",\"room\":\"r\",\"seq\":9223372036854775807}");

@@ -35,7 +35,7 @@ static int teardown(void **state)
     while (fake_store.ncalls > 0) {
         struct fake_call c = fake_store_take(0);
         switch (c.kind) {
-        case FAKE_PUBLISH: ((gw_store_publish_fn *)c.fn)(c.priv, GW_STORE_LOST, 0); break;
+        case FAKE_PUBLISH: ((gw_store_publish_fn *)c.fn)(c.priv, GW_STORE_LOST, 0, false); break;
         case FAKE_JOIN: ((gw_store_join_fn *)c.fn)(c.priv, GW_STORE_LOST, NULL); break;
         case FAKE_HISTORY: ((gw_store_history_fn *)c.fn)(c.priv, GW_STORE_LOST, NULL); break;
         case FAKE_MEMBERS: ((gw_store_members_fn *)c.fn)(c.priv, GW_STORE_LOST, NULL); break;
@@ -211,7 +211,7 @@ static void test_publish_before_subscribed_runs_after_join(void **state)
     assert_true(j >= 0 && p > j);
     answer_join("r", GW_STORE_OK, 0, "e1");
     struct fake_call c = fake_store_take(fake_store_find(FAKE_PUBLISH, "r"));
-    ((gw_store_publish_fn *)c.fn)(c.priv, GW_STORE_OK, 1);
+    ((gw_store_publish_fn *)c.fn)(c.priv, GW_STORE_OK, 1, true);
     assert_true(sent(s, "\"type\":\"ack\""));
 }
 
