@@ -424,16 +424,17 @@ export class ChatClient extends Emitter {
     const id = `q${this.nextId++}`;
     const d = deferred();
     this.pending.set(id, { kind: 'request', what, room: frame.room, resolve: d.resolve, reject: d.reject, ...extra });
-    if (what === 'members') r.listing += 1;
+    if (what === 'members') r.listing += 1; // see endListing
     this.sendFrame({ ...frame, id });
     return d.promise;
   }
 
-  // A members request was answered or failed: once none is on its way, the
-  // presence seen meanwhile need not be remembered.
+  // A members request (or a join: joined lists members too) was answered or
+  // failed: once none is on its way, the presence seen meanwhile need not
+  // be remembered.
   endListing(req) {
     const r = this.rooms.get(req.room);
-    if (!r || req.what !== 'members' || r.listing === 0) return;
+    if (!r || (req.what !== 'members' && req.kind !== 'join') || r.listing === 0) return;
     r.listing -= 1;
     if (r.listing === 0) r.touched.clear();
   }
@@ -520,7 +521,8 @@ export class ChatClient extends Emitter {
       frame.history = r.history;
     }
     r.joining = true;
-    this.pending.set(id, { kind: 'join', room: r.name });
+    this.pending.set(id, { kind: 'join', room: r.name, mark: r.presenceN });
+    r.listing += 1;
     this.sendFrame(frame);
   }
 
@@ -536,9 +538,12 @@ export class ChatClient extends Emitter {
     r.replaced = false;
     r.epoch = String(f.epoch);
     if (reset) r.lastSeq = 0;
-    this.setMembers(r, f.members);
-    r.count = typeof f.count === 'number' ? f.count : null;
+    // joined's members are a page answered to the join: what presence said
+    // since the join was sent stands (the joiner's own join may come first).
+    this.mergePage(r, f.members, req, { whole: true });
+    if (r.countN <= req.mark || r.count === null) r.count = typeof f.count === 'number' ? f.count : null;
     r.membersCursor = typeof f.members_cursor === 'string' ? f.members_cursor : null;
+    this.endListing(req);
     const history = (Array.isArray(f.history) ? f.history : [])
       .filter((m) => isMessage(m) && m.seq > r.lastSeq)
       .sort((a, b) => a.seq - b.seq);
@@ -689,6 +694,7 @@ export class ChatClient extends Emitter {
       item.reject(err);
       this.reportQueue();
     } else if (req.kind === 'join') {
+      this.endListing(req);
       this.onJoinError(this.rooms.get(req.room), err);
     } else if (req.kind === 'request') {
       this.endListing(req);
@@ -780,14 +786,8 @@ export class ChatClient extends Emitter {
   // presence put it, and so is the count.
   onMembersPage(r, f, req) {
     if (!r || req.mark === undefined) return;
-    const after = (nick) => (r.touched.get(nick) ?? -1) > req.mark;
-    const page = (Array.isArray(f.members) ? f.members : []).filter((m) => m && typeof m.nickname === 'string');
     const next = typeof f.cursor === 'string' ? f.cursor : null;
-    if (req.cursor === null && next === null) {
-      const listed = new Set(page.map((m) => m.nickname));
-      for (const nick of [...r.members.keys()]) if (!listed.has(nick) && !after(nick)) r.members.delete(nick);
-    }
-    for (const m of page) if (!after(m.nickname)) r.members.set(m.nickname, { nickname: m.nickname, since: m.since });
+    this.mergePage(r, f.members, req, { whole: req.cursor === null && next === null });
     // The page continues the listing this client keeps (or starts it anew).
     if (req.cursor === null || req.cursor === r.membersCursor) r.membersCursor = next;
     if (typeof f.count === 'number' && r.countN <= req.mark) r.count = f.count;
@@ -901,11 +901,17 @@ export class ChatClient extends Emitter {
     this.reportQueue();
   }
 
-  setMembers(r, list) {
-    r.members = new Map();
-    for (const m of Array.isArray(list) ? list : []) {
-      if (m && typeof m.nickname === 'string') r.members.set(m.nickname, { nickname: m.nickname, since: m.since });
+  // A page of members into the list, by nickname: a whole list replaces it,
+  // another page adds to it; a nickname that presence named after the
+  // request (req.mark) keeps what presence said.
+  mergePage(r, list, req, { whole }) {
+    const after = (nick) => (r.touched.get(nick) ?? -1) > req.mark;
+    const page = (Array.isArray(list) ? list : []).filter((m) => m && typeof m.nickname === 'string');
+    if (whole) {
+      const listed = new Set(page.map((m) => m.nickname));
+      for (const nick of [...r.members.keys()]) if (!listed.has(nick) && !after(nick)) r.members.delete(nick);
     }
+    for (const m of page) if (!after(m.nickname)) r.members.set(m.nickname, { nickname: m.nickname, since: m.since });
   }
 }
 
