@@ -35,6 +35,24 @@ const truth = async (room) => {
   return { names: uniq(t.names), count: t.count };
 };
 
+// Holds back the next frame of this type and room on its way to the
+// client: await frame() for it, then release() lets it go on.
+function holdNext(type, room) {
+  let held = null;
+  proxy.toClient = (f, pair) => {
+    if (held || !f || f.type !== type || f.room !== room) return true;
+    held = { f, pair };
+    return false;
+  };
+  return {
+    frame: () => until(() => held?.f, { what: `a ${type} frame of ${room}, held` }),
+    release: () => {
+      proxy.toClient = null;
+      held.pair.down.send(JSON.stringify(held.f));
+    },
+  };
+}
+
 // Waits until the client's list and count are the room's, as HTTP pages it.
 async function converge(c, room) {
   let want;
@@ -125,23 +143,15 @@ test('presence received after a members request was sent wins over the answer\'s
     const c = newClient([proxy.url]).connect();
     await c.join(room, 'me');
     await until(() => c.count(room) === 4, { what: 'count 4' });
-    let held = null;
-    proxy.toClient = (f, pair) => {
-      if (f && f.type === 'members' && f.room === room && !held) {
-        held = { f, pair };
-        return false;
-      }
-      return true;
-    };
+    const hold = holdNext('members', room);
     const answer = c.membersPage(room);
-    await until(() => held, { what: 'the members answer, held' });
-    assert.deepEqual(held.f.members.map((m) => m.nickname).sort(), ['me', 'r1', 'r2', 'r3']);
+    assert.deepEqual((await hold.frame()).members.map((m) => m.nickname).sort(), ['me', 'r1', 'r2', 'r3']);
     raws[0].send({ type: 'leave', room });
     const late = await connect(cl.gateways[1].url);
     await late.join(room, 'late');
     await until(() => c.roomMembers(room).members.some((m) => m.nickname === 'late')
       && !c.roomMembers(room).members.some((m) => m.nickname === 'r1'), { what: 'r1 to leave and late to join' });
-    held.pair.down.send(JSON.stringify(held.f));
+    hold.release();
     const page = await answer;
     assert.equal(page.count, 4, 'the answer was read before both events');
     assert.deepEqual(names(c, room), ['late', 'me', 'r2', 'r3'], 'r1 stays gone, late stays');
@@ -154,22 +164,15 @@ test('presence received after a members request was sent wins over the answer\'s
     await c.join(big, 'me');
     // Pages are held until one names somebody (an HSCAN step may be empty).
     let next;
+    let held;
     let onPage = [];
     for (let i = 0; i < MAX_PAGES && onPage.length === 0; i++) {
-      held = null;
-      proxy.toClient = (f, pair) => {
-        if (f && f.type === 'members' && f.room === big && !held) {
-          held = { f, pair };
-          return false;
-        }
-        return true;
-      };
+      held = holdNext('members', big);
       next = c.loadMoreMembers(big);
-      await until(() => held, { what: 'a page, held' });
-      onPage = held.f.members.map((m) => m.nickname).filter((n) => n !== 'me' && !names(c, big).includes(n));
+      const page = await held.frame();
+      onPage = page.members.map((m) => m.nickname).filter((n) => n !== 'me' && !names(c, big).includes(n));
       if (onPage.length === 0) {
-        proxy.toClient = null;
-        held.pair.down.send(JSON.stringify(held.f));
+        held.release();
         assert.ok((await next).more, 'a page naming somebody new comes before the last');
       }
     }
@@ -178,7 +181,7 @@ test('presence received after a members request was sent wins over the answer\'s
     await many[Number(gone.slice(1)) - 1].close();
     await until(() => events(c, 'presence_diff').some((x) => x.e.room === big
       && x.e.leaves.some((l) => l.nickname === gone)), { what: `a diff with ${gone}'s leave` });
-    held.pair.down.send(JSON.stringify(held.f));
+    held.release();
     await next;
     assert.ok(!names(c, big).includes(gone), `${gone} left after the request: the page does not bring it back`);
     for (let i = 0; i < MAX_PAGES && (await c.loadMoreMembers(big)).more; i++);
@@ -188,22 +191,14 @@ test('presence received after a members request was sent wins over the answer\'s
 test('joined is a page too: presence that comes before it, after the join was sent, wins', { timeout: 20000 }, async () => {
   const room = uniqueRoom('before-joined');
   const raws = await fill(cl.gateways, room, 'p', 3);
-  let held = null;
-  proxy.toClient = (f, pair) => {
-    if (f && f.type === 'joined' && f.room === room && !held) {
-      held = { f, pair };
-      return false;
-    }
-    return true;
-  };
+  const hold = holdNext('joined', room);
   const c = newClient([proxy.url]).connect();
   const joined = c.join(room, 'me');
-  await until(() => held, { what: 'joined, held' });
-  assert.deepEqual(held.f.members.map((m) => m.nickname).sort(), ['me', 'p1', 'p2', 'p3']);
+  assert.deepEqual((await hold.frame()).members.map((m) => m.nickname).sort(), ['me', 'p1', 'p2', 'p3']);
   await raws[0].close();
   await until(() => events(c, 'presence').some((x) => x.e.nickname === 'p1' && x.e.event === 'leave'),
     { what: 'p1\'s leave, before joined' });
-  held.pair.down.send(JSON.stringify(held.f));
+  hold.release();
   const j = await joined;
   assert.deepEqual(j.members.map((m) => m.nickname).sort(), ['me', 'p2', 'p3'], 'p1 left after the join was sent');
   assert.equal(j.count, 3, 'the count from presence, not the older joined\'s');
