@@ -233,7 +233,9 @@ export function renderMembers(room) {
     if (at !== row.li) list.insertBefore(row.li, at);
     prev = row.li;
   }
-  more.hidden = !room.moreMembers;
+  // Pages may be left when every member is listed already (the count is
+  // exact, and presence keeps the list): nothing more to show then.
+  more.hidden = !room.moreMembers || room.members.size >= memberCount(room);
   more.disabled = !room.joined; // not while loading: a disabled button would lose the focus
   more.textContent = room.loadingMembers ? 'Loading members…'
     : `Show more members (${formatCount(room.members.size)} of ${formatCount(memberCount(room))} shown)`;
