@@ -8,8 +8,8 @@ import { utf8Length } from './chat-client/index.js';
 import { conn, saveSession } from './connection.js';
 import {
   ui, h, buildRoomView, buildTab, renderMessage, markAcked, noticeElement, insertItem, removeItem, keepPlace,
-  scrollToBottom, renderOlder, renderMembers, renderTabs, renderHeader, renderAll, renderComposer,
-  showAlert, hideAlert, autosize, focusComposer,
+  scrollToBottom, renderOlder, buildMemberPane, renderMembers, watchMoreMembers, renderTabs, renderHeader, renderAll,
+  renderComposer, showAlert, hideAlert, autosize, focusComposer,
 } from './view.js';
 
 export const state = {
@@ -35,7 +35,10 @@ function createRoom(name, nickname) {
     items: [],           // [{key, el, msg}] sorted by key, mirrors the DOM list
     bySeq: new Map(),    // seq -> item
     acked: new Set(),    // seqs the server acked to us in this room
-    members: new Map(),  // nickname -> since (ms)
+    members: new Map(),  // nickname -> since (ms): the members known, in a big room those paged so far
+    count: null,         // the room's member count as the cluster says (null: not known, use members.size)
+    moreMembers: false,  // a big room: pages of members are left to load
+    loadingMembers: false,
     unread: 0,
     counting: false,     // whether recovered history counts as unread (rejoins do)
     noticeN: 0,
@@ -46,10 +49,10 @@ function createRoom(name, nickname) {
   room.view = buildRoomView(room);
   room.view.section.id = `room-${name}`;
   room.tab = buildTab(room, { onSelect: activate, onLeave: leaveRoom });
-  room.memberList = h('ul', { class: 'member-list', dataset: { room: name }, hidden: true });
+  room.memberPane = buildMemberPane(room, { onMore: loadMoreMembers });
   ui.views.append(room.view.section);
   ui.tabs.append(room.tab.item);
-  ui.memberLists.append(room.memberList);
+  ui.memberLists.append(room.memberPane.pane);
   state.rooms.set(name, room);
   return room;
 }
@@ -57,7 +60,8 @@ function createRoom(name, nickname) {
 function removeRoom(room) {
   room.view.section.remove();
   room.tab.item.remove();
-  room.memberList.remove();
+  room.memberPane.pane.remove();
+  watchMoreMembers(room, false);
   state.rooms.delete(room.name);
   if (state.active === room.name) activate([...state.rooms.keys()].pop() || null);
   saveSession(state.active);
@@ -83,8 +87,8 @@ export function activate(name, { focus = true } = {}) {
   for (const r of state.rooms.values()) {
     const on = r === room;
     r.view.section.hidden = !on;
-    r.memberList.hidden = !on;
-    if (on) ui.memberLists.prepend(r.memberList); // the list on screen comes first
+    r.memberPane.pane.hidden = !on;
+    if (on) ui.memberLists.prepend(r.memberPane.pane); // the list on screen comes first
     r.tab.button.setAttribute('aria-selected', String(on));
     r.tab.item.classList.toggle('active', on);
   }
@@ -222,6 +226,19 @@ function restoreDraft(room, text) {
   }
 }
 
+// The next page of a big room's member list: asked for when the end of the
+// list scrolls into view (view.js watches it) or its button is pressed.
+export function loadMoreMembers(room) {
+  if (room.loadingMembers || !room.moreMembers || !room.joined || !state.rooms.has(room.name)) return;
+  room.loadingMembers = true;
+  renderMembers(room);
+  conn.loadMoreMembers(room.name).catch(() => {}).finally(() => {
+    room.loadingMembers = false;
+    if (!state.rooms.has(room.name)) return;
+    renderMembers(room); // and if the end of the list is still in view, the next page
+  });
+}
+
 export function loadOlder(room) {
   if (room.loadingOlder || !room.joined || !room.oldestSeq) return;
   room.loadingOlder = true;
@@ -249,7 +266,7 @@ conn.on('joined', (e) => {
   } else if (!e.rejoin) {
     addNotice(room, 'info', 'You joined ', h('strong', {}, `#${room.name}`), ' as ', h('strong', {}, room.nickname), '.');
   }
-  setMembers(room, e.members);
+  setMembers(room, e);
   renderAll();
 });
 
@@ -278,6 +295,10 @@ conn.on('recovered', (e) => {
   saveSession(state.active);
 });
 
+// One notice per join or leave, as presence frames come in a room of up to
+// presence_batch_above members. A bigger room's joins and leaves come as
+// diffs, several a tick: they update the member list and count, not the
+// conversation.
 conn.on('presence', (f) => {
   const room = state.rooms.get(f.room);
   if (!room || !room.joined) return;
@@ -294,7 +315,7 @@ conn.on('presence', (f) => {
 conn.on('members', (e) => {
   const room = state.rooms.get(e.room);
   if (!room || room.replaced) return; // after a takeover the list stays as it was
-  setMembers(room, e.members);
+  setMembers(room, e);
   renderHeader();
 });
 
@@ -339,9 +360,13 @@ conn.on('state', () => {
   }
 });
 
-function setMembers(room, list) {
+// From a joined or members event: the members known, the count, whether
+// pages are left.
+function setMembers(room, { members, count, more }) {
   room.members = new Map();
-  for (const m of list || []) room.members.set(m.nickname, m.since);
+  for (const m of members || []) room.members.set(m.nickname, m.since);
+  room.count = Number.isFinite(count) ? count : null;
+  room.moreMembers = Boolean(more);
   renderMembers(room);
 }
 

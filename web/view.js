@@ -16,6 +16,9 @@ import { conn } from './connection.js';
 const GROUP_GAP_MS = 5 * 60 * 1000;
 const NEAR_BOTTOM_PX = 80;
 const ALERT_MS = 8000;
+// The next page of members is asked for while the end of the list is
+// within this distance of the panel's bottom edge.
+const MORE_MEMBERS_MARGIN_PX = 200;
 
 const $ = (id) => document.getElementById(id);
 
@@ -153,28 +156,100 @@ export function renderOlder(room) {
 
 // ---------------------------------------------------------------- members
 
+// A room's member pane: the list, then the button that loads the next page
+// of a big room's members. Scrolling the button into view presses it (an
+// IntersectionObserver on the panel); it stays a button for keyboards.
+export function buildMemberPane(room, { onMore }) {
+  const list = h('ul', { class: 'member-list', dataset: { room: room.name } });
+  const more = h('button', {
+    class: 'btn small members-more', type: 'button', hidden: true, dataset: { room: room.name },
+    onclick: () => onMore(room),
+  }, 'Show more members');
+  const pane = h('div', { class: 'member-pane', dataset: { room: room.name }, hidden: true }, list, more);
+  return { pane, list, more, onMore, rows: new Map() }; // rows: nickname -> {li, key}
+}
+
+let moreObserver = null;
+
+// Starts (or stops) watching a room's "more" button. Watching anew makes
+// the observer report at once whether the button is in view, so every
+// render asks for the next page while the end of the list is in view (a
+// page came and did not fill the panel, a rejoin started the list over).
+export function watchMoreMembers(room, on) {
+  moreObserver ??= new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const r = state.rooms.get(e.target.dataset.room);
+      if (e.isIntersecting && r) r.memberPane.onMore(r);
+    }
+  }, { root: ui.memberLists, rootMargin: `0px 0px ${MORE_MEMBERS_MARGIN_PX}px 0px` });
+  moreObserver.unobserve(room.memberPane.more);
+  if (on) moreObserver.observe(room.memberPane.more);
+}
+
+const byName = new Intl.Collator(undefined, { numeric: true }).compare; // guest2 before guest10
+
+function memberRow(room, nick, since, me) {
+  return h('li', {
+    class: me ? 'member me' : 'member',
+    dataset: { nick },
+    title: Number.isFinite(since) ? `Here since ${formatFullTime(since)}` : null,
+    style: { '--hue': String(nicknameHue(nick)) },
+  },
+  h('span', { class: 'avatar', 'aria-hidden': 'true' }, initials(nick)),
+  h('span', { class: 'member-name' }, nick),
+  // After a takeover the nickname is still a member, in another window.
+  me ? h('span', { class: 'you' }, room.replaced ? 'you, elsewhere' : 'you') : null);
+}
+
+// Brings the list in line with room.members: rows of members gone are
+// removed, new ones made, the rest kept and put in order (yourself first,
+// then by name). A big room's list changes every presence tick; keeping the
+// rows keeps the reader's scroll position and focus.
 export function renderMembers(room) {
+  const { list, more, rows } = room.memberPane;
+  for (const [nick, row] of rows) {
+    if (!room.members.has(nick)) {
+      row.li.remove();
+      rows.delete(nick);
+    }
+  }
   const names = [...room.members.keys()].sort((a, b) => {
-    if (a === room.nickname) return -1; // yourself first
+    if (a === room.nickname) return -1;
     if (b === room.nickname) return 1;
-    return a.localeCompare(b);
+    return byName(a, b);
   });
-  const rows = names.map((nick) => {
+  let prev = null;
+  for (const nick of names) {
     const since = room.members.get(nick);
     const me = nick === room.nickname;
-    return h('li', {
-      class: me ? 'member me' : 'member',
-      dataset: { nick },
-      title: Number.isFinite(since) ? `Here since ${formatFullTime(since)}` : null,
-      style: { '--hue': String(nicknameHue(nick)) },
-    },
-    h('span', { class: 'avatar', 'aria-hidden': 'true' }, initials(nick)),
-    h('span', { class: 'member-name' }, nick),
-    // After a takeover the nickname is still a member, in another window.
-    me ? h('span', { class: 'you' }, room.replaced ? 'you, elsewhere' : 'you') : null);
-  });
-  room.memberList.replaceChildren(...rows);
+    const key = `${since}|${me ? room.replaced : ''}`;
+    let row = rows.get(nick);
+    if (!row || row.key !== key) {
+      row?.li.remove();
+      row = { li: memberRow(room, nick, since, me), key };
+      rows.set(nick, row);
+    }
+    const at = prev ? prev.nextSibling : list.firstChild;
+    if (at !== row.li) list.insertBefore(row.li, at);
+    prev = row.li;
+  }
+  // Pages may be left when every member is listed already (the count is
+  // exact, and presence keeps the list): nothing more to show then.
+  more.hidden = !room.moreMembers || room.members.size >= memberCount(room);
+  more.disabled = !room.joined; // not while loading: a disabled button would lose the focus
+  more.textContent = room.loadingMembers ? 'Loading members…'
+    : `Show more members (${formatCount(room.members.size)} of ${formatCount(memberCount(room))} shown)`;
+  list.setAttribute('aria-busy', String(room.loadingMembers));
+  watchMoreMembers(room, !more.hidden);
 }
+
+// The room's member count: what the cluster says, else the members known.
+export function memberCount(room) {
+  return room.count ?? room.members.size;
+}
+
+const countFormat = new Intl.NumberFormat();
+export const formatCount = (n) => countFormat.format(n);
 
 // ---------------------------------------------------------------- tabs
 
@@ -219,11 +294,11 @@ export function renderHeader() {
   ui.empty.hidden = Boolean(room);
   ui.composer.hidden = !room;
   if (!room) return;
-  const n = room.members.size;
+  const n = memberCount(room);
   ui.roomName.textContent = `#${room.name}`;
-  ui.roomSub.textContent = `as ${room.nickname} · ${n} member${n === 1 ? '' : 's'} online`;
-  ui.membersToggleCount.textContent = String(n);
-  ui.membersCount.textContent = String(n);
+  ui.roomSub.textContent = `as ${room.nickname} · ${formatCount(n)} member${n === 1 ? '' : 's'} online`;
+  ui.membersToggleCount.textContent = formatCount(n);
+  ui.membersCount.textContent = formatCount(n);
 }
 
 export function renderBanner() {

@@ -25,6 +25,11 @@ export interface Limits {
   rate_burst?: number;
   joins_per_sec?: number;
   rooms: number;
+  /** Members per page of a member list (big rooms). */
+  members_page?: number;
+  /** Rooms of more members than this get joins and leaves as presence_diff. */
+  presence_batch_above?: number;
+  presence_tick_ms?: number;
   [name: string]: number | undefined;
 }
 
@@ -50,7 +55,12 @@ export interface JoinedEvent {
   /** The room's latest seq when joined. */
   seq: number;
   epoch: string;
+  /** Every member, or in a room of more than limits.members_page a first page (see `more`). */
   members: Member[];
+  /** The room's member count (null from a gateway that sends none and a list that is not whole). */
+  count: number | null;
+  /** More members than `members` holds: page them with loadMoreMembers(). */
+  more: boolean;
   /** True when this join continued an earlier one (reconnect, or since/epoch given). */
   rejoin: boolean;
   /** On a rejoin: whether everything missed was recovered. null on a first join. */
@@ -76,6 +86,43 @@ export interface PresenceEvent {
   nickname: string;
   reason?: 'left' | 'closed' | 'faulted' | 'timeout' | 'gateway_lost';
   ts: number;
+  /** The room's member count right after this event. */
+  count?: number;
+}
+
+/** One tick's joins and leaves of a big room (or of a room joined with presence 'diff'). */
+export interface PresenceDiffEvent {
+  room: string;
+  count: number | null;
+  joins: Member[];
+  leaves: { nickname: string; reason?: string; ts?: number }[];
+}
+
+/** The room's member list as the client holds it, after any change to it or to the count. */
+export interface MembersEvent {
+  room: string;
+  /** Every member known: joined's, the pages loaded, and the presence since. */
+  members: Member[];
+  count: number | null;
+  /** Pages are left to load (loadMoreMembers): `members` is not the whole room. */
+  more: boolean;
+}
+
+/** One page of a member list (membersPage). */
+export interface MembersPage {
+  members: Member[];
+  count: number | null;
+  /** Where the next page starts; null after the last. */
+  cursor: string | null;
+  more: boolean;
+}
+
+/** What loadMoreMembers() added. */
+export interface MoreMembers {
+  /** Members this page added to the list (may be empty while more follow). */
+  added: Member[];
+  more: boolean;
+  count: number | null;
 }
 
 export interface LeftEvent {
@@ -120,7 +167,8 @@ export interface ChatClientEvents {
   recovered: (e: RecoveredEvent) => void;
   message: (m: Message, meta: MessageMeta) => void;
   presence: (e: PresenceEvent) => void;
-  members: (e: { room: string; members: Member[] }) => void;
+  presence_diff: (e: PresenceDiffEvent) => void;
+  members: (e: MembersEvent) => void;
   left: (e: LeftEvent) => void;
   ack: (a: Ack) => void;
   /** A message refused as too fast went back into the queue. */
@@ -178,12 +226,25 @@ export class ChatClient {
   close(): void;
   retryNow(): void;
   isOpen(): boolean;
-  join(room: string, nickname: string, options?: { since?: number; epoch?: string; history?: number }): Promise<JoinedEvent>;
+  join(room: string, nickname: string, options?: {
+    since?: number; epoch?: string; history?: number;
+    /** join.presence: joins and leaves one by one ('events'), as diffs ('diff'), or the count only ('count'). */
+    presence?: 'events' | 'diff' | 'count';
+  }): Promise<JoinedEvent>;
   leave(room: string): void;
   /** Resolves once stored; the id is available at once as `.id`. */
   send(room: string, text: string): Promise<Ack> & { id: string };
   history(room: string, options?: { before?: number; limit?: number }): Promise<Message[]>;
+  /** The member list from the start: the whole room, or in a big room its first page. */
   members(room: string): Promise<Member[]>;
+  /** One page from the start or from a page's cursor; merged into the room's list. */
+  membersPage(room: string, options?: { cursor?: string }): Promise<MembersPage>;
+  /** The next page after joined and the pages loaded so far. */
+  loadMoreMembers(room: string): Promise<MoreMembers>;
+  /** The room's member count, or null if not known. */
+  count(room: string): number | null;
+  /** The member list as held now, or null for a room not joined. */
+  roomMembers(room: string): Omit<MembersEvent, 'room'> | null;
   snapshot(): SavedRoom[];
   queueStatus(): QueueStatus;
   on<K extends keyof ChatClientEvents>(type: K, fn: ChatClientEvents[K]): () => void;

@@ -73,6 +73,7 @@ const OPEN = 1;
 const GAP_WAIT_MS = 3000;     // a gap fetch that does not answer: deliver what we hold
 const RETRY_JOIN_MS = 1000;   // a rejoin refused as unavailable or too fast is tried again
 const MAX_RATE_RETRIES = 8;   // one message refused as too fast this often is given up
+const PRESENCE_MODES = ['events', 'diff', 'count'];
 
 export class ChatClient extends Emitter {
   constructor(options = {}) {
@@ -147,7 +148,13 @@ export class ChatClient extends Emitter {
   // since/epoch (from a previous session, see snapshot()) to continue where
   // that left off: the join then recovers what was missed. Resolves with the
   // first `joined` (see the 'joined' event); rejects with a ChatError.
-  join(room, nickname, { since, epoch, history } = {}) {
+  // presence ('events', 'diff' or 'count') is sent as join.presence: how
+  // the room's joins and leaves come (PROTOCOL.md, big rooms); by default
+  // the gateway's choice, one event at a time in rooms up to its threshold.
+  join(room, nickname, { since, epoch, history, presence } = {}) {
+    if (presence !== undefined && !PRESENCE_MODES.includes(presence)) {
+      return Promise.reject(new ChatError('bad_request', `presence is one of ${PRESENCE_MODES.join(', ')}`));
+    }
     if (!isValidRoom(room)) return Promise.reject(new ChatError('invalid_room', `invalid room ${room}`));
     if (!isValidNickname(nickname)) return Promise.reject(new ChatError('invalid_nickname', 'invalid nickname'));
     const existing = this.rooms.get(room);
@@ -165,6 +172,7 @@ export class ChatClient extends Emitter {
       r.lastSeq = since;
     }
     r.history = history ?? this.opts.historyPage;
+    r.presence = presence ?? null;
     r.joinWaiter = deferred();
     const { promise } = r.joinWaiter;
     this.sendJoin(r);
@@ -214,9 +222,71 @@ export class ChatClient extends Emitter {
     return this.request(frame, 'history').then((f) => (Array.isArray(f.messages) ? f.messages : []));
   }
 
-  // The room's member list as the cluster has it now.
+  // The room's member list as the cluster has it now: in a room of more
+  // than a page of members (limits.members_page), its first page; see
+  // membersPage() and loadMoreMembers() for the rest.
   members(room) {
-    return this.request({ type: 'members', room }, 'members').then((f) => f.members || []);
+    return this.membersPage(room).then((p) => p.members);
+  }
+
+  // One page of the room's members, from the start or from `cursor` (a
+  // page's `cursor`). Resolves {members, count, cursor, more}: cursor is
+  // where the next page starts, null after the last. The page is merged
+  // into the room's member list (see roomMembers()), keyed by nickname; a
+  // nickname whose presence arrived after this request was sent keeps what
+  // that presence said.
+  membersPage(room, { cursor } = {}) {
+    if (cursor !== undefined && cursor !== null && !/^[0-9]{1,20}$/.test(String(cursor))) {
+      return Promise.reject(new ChatError('bad_request', 'a members cursor is 1-20 digits'));
+    }
+    const frame = { type: 'members', room };
+    if (cursor !== undefined && cursor !== null && String(cursor) !== '0') frame.cursor = String(cursor);
+    const r = this.rooms.get(room);
+    return this.request(frame, 'members', r ? { mark: r.presenceN, cursor: frame.cursor ?? null } : {})
+      .then((f) => ({
+        members: Array.isArray(f.members) ? f.members : [],
+        count: typeof f.count === 'number' ? f.count : null,
+        cursor: typeof f.cursor === 'string' ? f.cursor : null,
+        more: typeof f.cursor === 'string',
+      }));
+  }
+
+  // The next page of the room's member list, after `joined` and the pages
+  // loaded so far. Resolves {added, more, count}: the members the page
+  // added, whether another page follows, the room's count. With no page
+  // left it resolves at once (more: false). A page may add nobody and still
+  // have more after it. Calls made while one is on its way share it.
+  loadMoreMembers(room) {
+    const r = this.rooms.get(room);
+    if (!r) return Promise.reject(new ChatError('not_joined', `not in ${room}`));
+    if (r.moreWaiter) return r.moreWaiter;
+    if (r.membersCursor === null) return Promise.resolve({ added: [], more: false, count: this.count(room) });
+    const before = new Set(r.members.keys());
+    r.moreWaiter = this.membersPage(room, { cursor: r.membersCursor }).then((p) => ({
+      added: p.members.filter((m) => !before.has(m.nickname) && r.members.has(m.nickname)),
+      more: r.membersCursor !== null,
+      count: this.count(room),
+    })).finally(() => { r.moreWaiter = null; });
+    return r.moreWaiter;
+  }
+
+  // The room's member count as the cluster last said (joined, presence,
+  // presence_diff, presence_count, a members page), or, from a gateway that
+  // does not send one, the size of a complete member list; null if unknown.
+  count(room) {
+    const r = this.rooms.get(room);
+    if (!r) return null;
+    if (r.count !== null) return r.count;
+    return r.membersCursor === null && r.presence !== 'count' ? r.members.size : null;
+  }
+
+  // The room's member list as this client holds it: joined's members, the
+  // pages loaded since, and the presence that followed. `more`: pages are
+  // left to load (loadMoreMembers), so `members` is not the whole room.
+  roomMembers(room) {
+    const r = this.rooms.get(room);
+    if (!r) return null;
+    return { members: [...r.members.values()], count: this.count(room), more: r.membersCursor !== null };
   }
 
   // What to save to continue later (a page reload): each room's nickname,
@@ -307,6 +377,9 @@ export class ChatClient extends Emitter {
       clearTimeout(r.gapTimer);
       r.gapFetch = false;
       r.held.clear();
+      r.listing = 0;
+      r.touched.clear();
+      r.moreWaiter = null;
     }
     this.gateway = null;
     const delay = this.hintMs ?? backoffDelay(this.attempt, { ...this.opts.backoff, random: this.opts.random });
@@ -343,16 +416,27 @@ export class ChatClient extends Emitter {
     return true;
   }
 
-  request(frame, what) {
+  request(frame, what, extra = {}) {
     const r = this.rooms.get(frame.room);
     if (!r || !r.joined || !this.isOpen()) {
       return Promise.reject(new ChatError(this.isOpen() ? 'not_joined' : 'disconnected', `cannot ask ${what} now`));
     }
     const id = `q${this.nextId++}`;
     const d = deferred();
-    this.pending.set(id, { kind: 'request', room: frame.room, resolve: d.resolve, reject: d.reject });
+    this.pending.set(id, { kind: 'request', what, room: frame.room, resolve: d.resolve, reject: d.reject, ...extra });
+    if (what === 'members') r.listing += 1; // see endListing
     this.sendFrame({ ...frame, id });
     return d.promise;
+  }
+
+  // A members request (or a join: joined lists members too) was answered or
+  // failed: once none is on its way, the presence seen meanwhile need not
+  // be remembered.
+  endListing(req) {
+    const r = this.rooms.get(req.room);
+    if (!r || (req.what !== 'members' && req.kind !== 'join') || r.listing === 0) return;
+    r.listing -= 1;
+    if (r.listing === 0) r.touched.clear();
   }
 
   // ------------------------------------------------------------ incoming
@@ -378,7 +462,10 @@ export class ChatClient extends Emitter {
       case 'members':
         if (req && req.kind === 'request') {
           this.pending.delete(f.id);
-          if (f.type === 'members') this.setMembers(this.rooms.get(f.room), f.members);
+          if (f.type === 'members') {
+            this.onMembersPage(this.rooms.get(req.room), f, req);
+            this.endListing(req);
+          }
           req.resolve(f);
         } else if (req && req.kind === 'gap') {
           this.pending.delete(f.id);
@@ -386,6 +473,8 @@ export class ChatClient extends Emitter {
         }
         return undefined;
       case 'presence': return this.onPresence(f);
+      case 'presence_diff': return this.onPresenceDiff(f);
+      case 'presence_count': return this.onPresenceCount(f);
       case 'left': return this.onLeft(f);
       case 'reconnect':
         // The gateway is draining and will close with 1001: come back after
@@ -421,6 +510,7 @@ export class ChatClient extends Emitter {
     }
     const id = `j${this.nextId++}`;
     const frame = { type: 'join', id, room: r.name, nickname: r.nickname };
+    if (r.presence) frame.presence = r.presence;
     if (this.opts.graceMs > 0) frame.grace_ms = Math.min(10000, Math.round(this.opts.graceMs));
     if (r.epoch !== null) {
       // Everything after the last message we saw, in the epoch we saw it in;
@@ -431,7 +521,8 @@ export class ChatClient extends Emitter {
       frame.history = r.history;
     }
     r.joining = true;
-    this.pending.set(id, { kind: 'join', room: r.name });
+    this.pending.set(id, { kind: 'join', room: r.name, mark: r.presenceN });
+    r.listing += 1;
     this.sendFrame(frame);
   }
 
@@ -447,13 +538,18 @@ export class ChatClient extends Emitter {
     r.replaced = false;
     r.epoch = String(f.epoch);
     if (reset) r.lastSeq = 0;
-    this.setMembers(r, f.members, false);
+    // joined's members are a page answered to the join: what presence said
+    // since the join was sent stands (the joiner's own join may come first).
+    this.mergePage(r, f.members, req, { whole: true });
+    if (r.countN <= req.mark || r.count === null) r.count = typeof f.count === 'number' ? f.count : null;
+    r.membersCursor = typeof f.members_cursor === 'string' ? f.members_cursor : null;
+    this.endListing(req);
     const history = (Array.isArray(f.history) ? f.history : [])
       .filter((m) => isMessage(m) && m.seq > r.lastSeq)
       .sort((a, b) => a.seq - b.seq);
     const info = {
       room: r.name, nickname: r.nickname, seq: f.seq, epoch: r.epoch, members: [...r.members.values()],
-      rejoin, recovered: rejoin ? !reset : null, reset,
+      count: this.count(r.name), more: r.membersCursor !== null, rejoin, recovered: rejoin ? !reset : null, reset,
     };
     r.info = info;
     this.emit('joined', info);
@@ -462,7 +558,7 @@ export class ChatClient extends Emitter {
     if (rejoin) {
       this.emit('recovered', { room: r.name, recovered: !reset, missed: history.length, afterSeq: reset ? 0 : seenBefore });
     }
-    this.emit('members', { room: r.name, members: [...r.members.values()] });
+    this.emitMembers(r);
     this.settleUnconfirmed(r, history, reset);
     if (r.joinWaiter) {
       r.joinWaiter.resolve(info);
@@ -598,8 +694,10 @@ export class ChatClient extends Emitter {
       item.reject(err);
       this.reportQueue();
     } else if (req.kind === 'join') {
+      this.endListing(req);
       this.onJoinError(this.rooms.get(req.room), err);
     } else if (req.kind === 'request') {
+      this.endListing(req);
       req.reject(err);
     } else if (req.kind === 'gap') {
       this.giveUpGap(this.rooms.get(req.room) || { held: new Map() });
@@ -627,10 +725,79 @@ export class ChatClient extends Emitter {
   onPresence(f) {
     const r = this.rooms.get(f.room);
     if (!r || typeof f.nickname !== 'string') return;
-    if (f.event === 'join') r.members.set(f.nickname, { nickname: f.nickname, since: f.ts });
-    else if (f.event === 'leave') r.members.delete(f.nickname);
+    if (f.event === 'join') this.present(r, f.nickname, f.ts);
+    else if (f.event === 'leave') this.absent(r, f.nickname);
+    this.presenceCount(r, f.count);
     this.emit('presence', f);
-    this.emit('members', { room: r.name, members: [...r.members.values()] });
+    this.emitMembers(r);
+  }
+
+  // One tick's joins and leaves of a big room (or of a room joined with
+  // presence 'diff'): a nickname is in one list at most, so order does not
+  // matter.
+  onPresenceDiff(f) {
+    const r = this.rooms.get(f.room);
+    if (!r) return;
+    const leaves = Array.isArray(f.leaves) ? f.leaves.filter((l) => l && typeof l.nickname === 'string') : [];
+    const joins = Array.isArray(f.joins) ? f.joins.filter((j) => j && typeof j.nickname === 'string') : [];
+    for (const l of leaves) this.absent(r, l.nickname);
+    for (const j of joins) this.present(r, j.nickname, j.since);
+    this.presenceCount(r, f.count);
+    this.emit('presence_diff', { room: r.name, count: this.count(r.name), joins, leaves });
+    this.emitMembers(r);
+  }
+
+  onPresenceCount(f) {
+    const r = this.rooms.get(f.room);
+    if (!r || typeof f.count !== 'number') return;
+    this.presenceCount(r, f.count);
+    this.emitMembers(r);
+  }
+
+  // Presence is applied in the order it comes; while a members request is
+  // on its way, each nickname it names is remembered with the event's
+  // number, so that the answer's page cannot undo it (PROTOCOL.md).
+  present(r, nickname, since) {
+    r.members.set(nickname, { nickname, since });
+    this.touch(r, nickname);
+  }
+
+  absent(r, nickname) {
+    r.members.delete(nickname);
+    this.touch(r, nickname);
+  }
+
+  touch(r, nickname) {
+    r.presenceN += 1;
+    if (r.listing > 0) r.touched.set(nickname, r.presenceN);
+  }
+
+  presenceCount(r, count) {
+    r.presenceN += 1;
+    r.countN = r.presenceN;
+    // A gateway that sends no count: the size of the list, if it is whole.
+    r.count = typeof count === 'number' ? count : null;
+  }
+
+  // A members answer, into the room's list. From the start with no cursor
+  // after it, the page is the whole room and replaces the list; any other
+  // page adds to it (presence keeps the rest up to date). Either way a
+  // nickname touched by presence after the request was sent is left as
+  // presence put it, and so is the count.
+  onMembersPage(r, f, req) {
+    if (!r || req.mark === undefined) return;
+    const next = typeof f.cursor === 'string' ? f.cursor : null;
+    this.mergePage(r, f.members, req, { whole: req.cursor === null && next === null });
+    // The page continues the listing this client keeps (or starts it anew).
+    if (req.cursor === null || req.cursor === r.membersCursor) r.membersCursor = next;
+    if (typeof f.count === 'number' && r.countN <= req.mark) r.count = f.count;
+    this.emitMembers(r);
+  }
+
+  emitMembers(r) {
+    this.emit('members', {
+      room: r.name, members: [...r.members.values()], count: this.count(r.name), more: r.membersCursor !== null,
+    });
   }
 
   onLeft(f) {
@@ -704,7 +871,13 @@ export class ChatClient extends Emitter {
     const r = {
       name, nickname, epoch: null, lastSeq: 0, joined: false, joining: false, replaced: false,
       members: new Map(), held: new Map(), gapFetch: false, gapTimer: null, retryTimer: null,
-      joinWaiter: null, history: this.opts.historyPage, info: null,
+      joinWaiter: null, history: this.opts.historyPage, info: null, presence: null,
+      // Big rooms (PROTOCOL.md): the count, where the next page of members
+      // starts (null: the list is whole), and for the merge rule a running
+      // number of presence events, the one that last set the count, the
+      // members requests on their way and the nicknames presence named
+      // while they were.
+      count: null, membersCursor: null, presenceN: 0, countN: 0, listing: 0, touched: new Map(), moreWaiter: null,
     };
     this.rooms.set(name, r);
     return r;
@@ -728,13 +901,17 @@ export class ChatClient extends Emitter {
     this.reportQueue();
   }
 
-  setMembers(r, list, emit = true) {
-    if (!r) return;
-    r.members = new Map();
-    for (const m of Array.isArray(list) ? list : []) {
-      if (m && typeof m.nickname === 'string') r.members.set(m.nickname, { nickname: m.nickname, since: m.since });
+  // A page of members into the list, by nickname: a whole list replaces it,
+  // another page adds to it; a nickname that presence named after the
+  // request (req.mark) keeps what presence said.
+  mergePage(r, list, req, { whole }) {
+    const after = (nick) => (r.touched.get(nick) ?? -1) > req.mark;
+    const page = (Array.isArray(list) ? list : []).filter((m) => m && typeof m.nickname === 'string');
+    if (whole) {
+      const listed = new Set(page.map((m) => m.nickname));
+      for (const nick of [...r.members.keys()]) if (!listed.has(nick) && !after(nick)) r.members.delete(nick);
     }
-    if (emit) this.emit('members', { room: r.name, members: [...r.members.values()] });
+    for (const m of page) if (!after(m.nickname)) r.members.set(m.nickname, { nickname: m.nickname, since: m.since });
   }
 }
 

@@ -8,7 +8,7 @@ const clients = new Set();
 export function newClient(urls, opts = {}) {
   const c = new ChatClient({ urls, WebSocket, backoff: { baseMs: 100, capMs: 1000 }, ...opts });
   c.log = [];
-  for (const type of ['state', 'joined', 'recovered', 'message', 'presence', 'members', 'left', 'queue', 'paced', 'gap', 'error']) {
+  for (const type of ['state', 'joined', 'recovered', 'message', 'presence', 'presence_diff', 'members', 'left', 'queue', 'paced', 'gap', 'error']) {
     c.on(type, (e, meta) => c.log.push({ type, e, meta }));
   }
   clients.add(c);
