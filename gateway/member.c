@@ -197,6 +197,8 @@ static void joined(struct gw_member *m, const struct gw_store_joined *j)
         cm_sbuf_free(&b);
     }
     snprintf(m->room->epoch, sizeof(m->room->epoch), "%s", j->epoch);
+    if (j->seq > m->room->max_seq)
+        m->room->max_seq = j->seq;
     m->last_seq = j->seq;
     srv->m.joins++;
     emit(srv, "join", m, NULL);

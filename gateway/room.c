@@ -147,6 +147,8 @@ void gw_room_on_message(struct gw_server *srv, const char *name, const char *dat
     }
     /* One payload for every local member: serialised once, shared by ref. */
     struct gw_payload *p = room_payload(data, len);
+    if (p->seq > room->max_seq)
+        room->max_seq = p->seq;
     for (struct gw_member *m = room->members, *next; m; m = next) {
         next = m->room_next; /* a close detaches m only at the turn's end, but be safe */
         gw_member_deliver(m, p);
@@ -184,6 +186,28 @@ static void resync_deliver(struct gw_room *room, const struct gw_strs *items)
     }
 }
 
+/* What members of a room hold of its seqs no longer applies (a new epoch).
+ * A chat.v1 client drops a seq it has seen, so its connection is closed
+ * with 1012: it reconnects, rejoins with since and its epoch, is told
+ * `recovered: false` and starts afresh; no client is shown two messages
+ * under one seq. Legacy frames carry no seq: those members go live. */
+static void room_reset(struct gw_server *srv, struct gw_room *room)
+{
+    room->epoch[0] = '\0'; /* the next join tells it */
+    room->max_seq = 0;
+    room->busy++;
+    for (struct gw_member *m = room->members, *next; m; m = next) {
+        next = m->room_next;
+        if (m->session && !m->session->legacy) {
+            gw_session_close(m->session, 1012, "the room's history changed; rejoin", false);
+        } else if (m->state == GW_MEMBER_RESYNC) {
+            m->last_seq = 0;
+            gw_member_go_live(m);
+        }
+    }
+    room->busy--;
+}
+
 struct resync {
     struct gw_server *srv;
     char room[CM_ROOM_MAX + 1];
@@ -205,13 +229,23 @@ static void on_resync_history(void *priv, enum gw_store_status status,
         gw_room_free_if_unused(srv, room);
         return;
     }
-    if (h->epoch[0] && room->epoch[0] && strcmp(room->epoch, h->epoch) != 0) {
-        /* The room's history was lost (e.g. Redis restarted empty): seqs
-         * start again, so what members remember no longer applies. */
+    bool changed = h->epoch[0] && room->epoch[0] && strcmp(room->epoch, h->epoch) != 0;
+    if (changed) {
+        /* The room's history was lost (Redis restarted empty, or another
+         * gateway found it went back): seqs start again. */
         CM_WARN("room %s: epoch changed %s -> %s", room->name, room->epoch, h->epoch);
-        for (struct gw_member *m = room->members; m; m = m->room_next)
-            if (m->state == GW_MEMBER_RESYNC)
-                m->last_seq = 0;
+    } else if (h->seq < room->max_seq) {
+        /* History went back behind what members were handed: a failover
+         * promoted a replica that never got the latest messages. The next
+         * ones would reuse seqs members saw with other text. */
+        CM_WARN("room %s: seq went back from %lld to %lld (a failover lost messages); "
+                "starting a new epoch", room->name, (long long)room->max_seq, (long long)h->seq);
+        gw_store_epoch_bump(srv->store, room->name, room->epoch);
+    }
+    if (changed || h->seq < room->max_seq) {
+        room_reset(srv, room);
+        gw_room_free_if_unused(srv, room);
+        return;
     }
     if (h->epoch[0])
         snprintf(room->epoch, sizeof(room->epoch), "%s", h->epoch);

@@ -23,6 +23,7 @@ struct gw_room {
     unsigned busy;        /* iterating its members: do not free */
     unsigned generation;  /* bumped on every confirmed SUBSCRIBE */
     char epoch[CM_EPOCH_MAX + 1];
+    int64_t max_seq;      /* the highest seq handed to local members in epoch */
     size_t nbatched;      /* local members that asked for presence_diff or _count */
     struct gw_presence_ev *batch; /* presence not yet sent, by nickname (presence.c) */
     int64_t batch_count;  /* the room's member count after the latest presence frame */

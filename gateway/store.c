@@ -175,6 +175,8 @@ static void on_history(redisReply *reply, void *priv)
                                    reply->element[2]->type == REDIS_REPLY_ARRAY))
         status = GW_STORE_REFUSED;
     if (status == GW_STORE_OK) {
+        if (reply->element[0]->type == REDIS_REPLY_INTEGER)
+            h.seq = reply->element[0]->integer;
         if (reply->element[1]->type == REDIS_REPLY_STRING)
             h.epoch = reply->element[1]->str;
         strs_of(reply->element[2], &h.items);
@@ -437,6 +439,29 @@ int gw_store_reassert(struct gw_store *st, const struct gw_store_member *who, co
     return 0;
 }
 
+static void on_epoch_bump(redisReply *reply, void *priv)
+{
+    if (reply && reply->type == REDIS_REPLY_STRING)
+        CM_WARN("room %s: epoch is now %s", (char *)priv, reply->str);
+    else if (reply)
+        CM_WARN("room %s: epoch bump failed: %s", (char *)priv, cm_reply_error(reply));
+    free(priv);
+}
+
+void gw_store_epoch_bump(struct gw_store *st, const char *room, const char *old_epoch)
+{
+    char meta[CM_KEY_MAX], epoch[33];
+    cm_key_room(meta, CM_ROOM_META, room);
+    cm_random_hex(epoch, 8);
+    const char *argv[] = {meta, old_epoch, epoch};
+    size_t lens[CM_ARRAY_LEN(argv)];
+    lens_of((int)CM_ARRAY_LEN(argv), argv, lens);
+    char *name = cm_strdup(room);
+    if (cm_router_script(st->redis, CM_SCRIPT_EPOCH_BUMP, 1, (int)CM_ARRAY_LEN(argv), argv, lens,
+                         on_epoch_bump, name) != 0)
+        free(name);
+}
+
 void gw_store_room_subscribe(struct gw_store *st, const char *room)
 {
     char chan[CM_KEY_MAX];
@@ -616,8 +641,9 @@ static void on_unsubscribed(void *owner, const char *channel, size_t channel_len
 static const struct cm_router_hooks router_hooks = {
     .ready = on_ready, .lost = on_lost, .message = on_message, .subscribed = on_subscribed,
     .unsubscribed = on_unsubscribed};
-static const enum cm_script scripts[] = {CM_SCRIPT_PUBLISH, CM_SCRIPT_JOIN, CM_SCRIPT_MEMBERS,
-                                         CM_SCRIPT_HISTORY, CM_SCRIPT_REASSERT};
+static const enum cm_script scripts[] = {CM_SCRIPT_PUBLISH, CM_SCRIPT_JOIN,
+                                         CM_SCRIPT_MEMBERS, CM_SCRIPT_HISTORY,
+                                         CM_SCRIPT_REASSERT, CM_SCRIPT_EPOCH_BUMP};
 
 struct gw_store *gw_store_new(const struct gw_store_config *cfg, const struct cm_link_loop *loop,
                               const struct gw_store_hooks *hooks)

@@ -122,6 +122,7 @@ int gw_store_publish(struct gw_store *st, const char *room, const char *tail, si
                      gw_store_publish_fn *fn, void *priv);
 
 struct gw_store_history {
+    int64_t seq;       /* the room's latest seq */
     const char *epoch; /* "" if the room has none */
     struct gw_strs items;
 };
@@ -178,6 +179,11 @@ typedef void gw_store_reassert_fn(void *priv, enum gw_store_status status, bool 
  * registry entry first); on success the old entry is removed. */
 int gw_store_reassert(struct gw_store *st, const struct gw_store_member *who, const char *old_mid,
                       gw_store_reassert_fn *fn, void *priv);
+
+/* Starts a new epoch for room if its epoch is still old_epoch (its
+ * history went back under members: a failover lost what they saw).
+ * Unanswered. */
+void gw_store_epoch_bump(struct gw_store *st, const char *room, const char *old_epoch);
 
 /* Subscriptions to a room's channel (held across reconnects by the store). */
 void gw_store_room_subscribe(struct gw_store *st, const char *room);

@@ -10,7 +10,7 @@
 enum cm_script { CM_SCRIPT_PUBLISH, CM_SCRIPT_JOIN, CM_SCRIPT_LEAVE, CM_SCRIPT_MEMBERS,
                  CM_SCRIPT_HISTORY, CM_SCRIPT_CLAIM_GATEWAYS, CM_SCRIPT_FINISH_GATEWAY,
                  CM_SCRIPT_RETENTION, CM_SCRIPT_PRUNE_CONSUMERS, CM_SCRIPT_REASSERT,
-                 CM_SCRIPT__COUNT };
+                 CM_SCRIPT_EPOCH_BUMP, CM_SCRIPT__COUNT };
 
 /* The source of a script, NUL-terminated, static. */
 const char *cm_script_source(enum cm_script s);

@@ -10,6 +10,7 @@ struct frames {
     int n;
     char *text[FAKE_MAX];
     bool overflowed;
+    int close_code; /* gw_session_close's, 0 if none */
 };
 
 /* The fake keeps its record where the real session keeps its I/O state. */
@@ -99,6 +100,13 @@ void gw_session_send_error(struct gw_session *s, const char *id, enum cm_err cod
 
 void gw_session_close(struct gw_session *s, int code, const char *why, bool after_flush)
 {
+    if (!frames_of(s)->close_code)
+        frames_of(s)->close_code = code;
+}
+
+int fake_session_close_code(const struct gw_session *s)
+{
+    return frames_of(s)->close_code;
 }
 
 void gw_session_overflow(struct gw_session *s)

@@ -130,6 +130,11 @@ void gw_store_room_unsubscribe(struct gw_store *st, const char *room)
     logf_("unsubscribe %s", room);
 }
 
+void gw_store_epoch_bump(struct gw_store *st, const char *room, const char *old_epoch)
+{
+    logf_("epoch bump %s %s", room, old_epoch);
+}
+
 void gw_store_event(struct gw_store *st, const char *type, const struct gw_store_member *who,
                     const char *reason)
 {

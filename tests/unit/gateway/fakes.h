@@ -47,6 +47,8 @@ int fake_session_frames(const struct gw_session *s);
 const char *fake_session_frame(const struct gw_session *s, int i);
 /* Whether it was closed for overflowing (1013). */
 bool fake_session_overflowed(const struct gw_session *s);
+/* The code the gateway closed it with (gw_session_close), 0 if none. */
+int fake_session_close_code(const struct gw_session *s);
 /* The socket closes: what lws glue does (leaves with reason, unref). */
 void fake_session_close(struct gw_session *s, const char *reason);
 

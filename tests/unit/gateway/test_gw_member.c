@@ -366,15 +366,16 @@ static void test_resync_after_pubsub_loss(void **state)
     envelope(e6, sizeof(e6), 6);
     const char *items[] = {e4, e5, e6};
     size_t lens[] = {strlen(e4), strlen(e5), strlen(e6)};
-    struct gw_store_history h = {.epoch = "e1", .items = {.n = 3, .s = items, .len = lens}};
+    struct gw_store_history h = {.seq = 6, .epoch = "e1", .items = {.n = 3, .s = items, .len = lens}};
     struct fake_call c = fake_store_take(i);
     ((gw_store_history_fn *)c.fn)(c.priv, GW_STORE_OK, &h);
     assert_string_equal(seqs(s), "4 5 6");
     assert_int_equal(m->state, GW_MEMBER_JOINED);
 }
 
-/* History lost in Redis (a new epoch): seqs start again. */
-static void test_resync_new_epoch_restarts_seqs(void **state)
+/* History lost in Redis (a new epoch): seqs start again, so a chat.v1
+ * member is closed with 1012 to rejoin afresh, never shown a seq twice. */
+static void test_resync_new_epoch_closes_members(void **state)
 {
     struct gw_session *s = fake_session_new(&srv, "s1");
     joined(s, "r", 10);
@@ -384,10 +385,28 @@ static void test_resync_new_epoch_restarts_seqs(void **state)
     envelope(e1, sizeof(e1), 1);
     const char *items[] = {e1};
     size_t lens[] = {strlen(e1)};
-    struct gw_store_history h = {.epoch = "e2", .items = {.n = 1, .s = items, .len = lens}};
+    struct gw_store_history h = {.seq = 1, .epoch = "e2", .items = {.n = 1, .s = items, .len = lens}};
     struct fake_call c = fake_store_take(fake_store_find(FAKE_HISTORY, "r"));
     ((gw_store_history_fn *)c.fn)(c.priv, GW_STORE_OK, &h);
-    assert_string_equal(seqs(s), "1");
+    assert_string_equal(seqs(s), "");
+    assert_int_equal(fake_session_close_code(s), 1012);
+    assert_false(logged("epoch bump r e1"));
+}
+
+/* Same epoch, but the room's seq went back behind what members were
+ * handed (a failover lost messages): a new epoch, and members rejoin. */
+static void test_resync_seq_went_back_bumps_epoch(void **state)
+{
+    struct gw_session *s = fake_session_new(&srv, "s1");
+    joined(s, "r", 10);
+    gw_room_lost(&srv, "r");
+    gw_room_on_subscribed(&srv, "r");
+    struct gw_store_history h = {.seq = 7, .epoch = "e1", .items = {.n = 0}};
+    struct fake_call c = fake_store_take(fake_store_find(FAKE_HISTORY, "r"));
+    ((gw_store_history_fn *)c.fn)(c.priv, GW_STORE_OK, &h);
+    assert_true(logged("epoch bump r e1"));
+    assert_int_equal(fake_session_close_code(s), 1012);
+    assert_string_equal(seqs(s), "");
 }
 
 /* Redis lost our memberships: each is written again under a new mid, and
@@ -550,7 +569,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_last_member_out_unsubscribes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover_by_control_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resync_after_pubsub_loss, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_resync_new_epoch_restarts_seqs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resync_new_epoch_closes_members, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resync_seq_went_back_bumps_epoch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reassert_new_mid_and_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reassert_skips_joining, setup, teardown),
         cmocka_unit_test_setup_teardown(test_presence_batched_in_big_room, setup, teardown),
