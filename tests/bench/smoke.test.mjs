@@ -47,6 +47,9 @@ test('--help lists the modes; bad flags exit 2 with a reason', async () => {
   const bad = await runBench(['fanout', '--rate', '-3']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--rate must be/);
+  const misplaced = await runBench(['idle', '--churn-per-sec', '5']);
+  assert.equal(misplaced.code, 2);
+  assert.match(misplaced.stderr, /--churn-per-sec goes with fanout/);
   const none = await runBench([]);
   assert.equal(none.code, 2);
   assert.match(none.stderr, /MODE/);
@@ -63,6 +66,23 @@ test('fanout: every acked message reaches every member, no duplicates', async ()
   assert.ok(j.latency_us.count === j.received && j.latency_us.p50 > 0);
   assert.equal(j.servers.length, 4);
   assert.ok(j.servers.every((s) => s.alive && s.rss_kib > 0));
+});
+
+test('fanout --churn-per-sec: members join and leave while the others chat', async () => {
+  const r = await runBench(['fanout', '--url', urls, '--clients', '30', '--rooms', '1',
+    '--senders', '2', '--rate', '20', '--duration', '2', '--presence', 'count',
+    '--churn-per-sec', '20', '--churn-hold', '0.3', '--quiet']);
+  const j = assertRun(r, 'fanout with churn');
+  assert.equal(j.loss, 0);
+  assert.equal(j.duplicates, 0);
+  assert.equal(j.seq_gaps, 0);
+  assert.equal(j.latency_us.count, j.received, 'latency counts the measured clients only');
+  const c = j.churn;
+  assert.ok(c.joined >= 20 && c.left >= 10 && c.started >= c.joined, JSON.stringify(c));
+  assert.equal(c.failed, 0);
+  assert.equal(c.duplicates, 0);
+  assert.equal(c.seq_gaps, 0);
+  assert.ok(j.connects_ok >= 30 + c.joined, JSON.stringify(j));
 });
 
 test('idle: connections are held for the whole duration', async () => {
