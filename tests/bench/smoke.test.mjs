@@ -12,7 +12,8 @@ import net from 'node:net';
 import { startCluster, teardown } from '../integration/lib/harness.mjs';
 import { benchBin, runBench } from './lib.mjs';
 
-const GATEWAY_ARGS = ['--rate-per-sec', '1000000', '--rate-burst', '1000000'];
+// A page of 10 members: storm's check of the member lists reads several.
+const GATEWAY_ARGS = ['--rate-per-sec', '1000000', '--rate-burst', '1000000', '--members-page', '10'];
 const SANITIZER = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/;
 
 let cluster;
@@ -107,6 +108,10 @@ test('storm: every client rejoins with since and recovers', async () => {
     '--senders', '2', '--rate', '50', '--duration', '1', '--pids', pids, '--quiet']);
   const j = assertRun(r, 'storm');
   assert.equal(j.storms[0].rejoined, 100);
+  // The member lists, read over HTTP page by page, hold exactly the new
+  // memberships within --presence-within (10 s) and still do at the end.
+  assert.ok(j.storms[0].presence_right_s >= 0 && j.storms[0].presence_right_s < 10, JSON.stringify(j.storms));
+  assert.ok(j.storms[0].presence_looks >= 2 && j.storms[0].presence_still_right === true, JSON.stringify(j.storms));
   assert.equal(j.recovered, 100);
   assert.equal(j.loss, 0);
   assert.equal(j.duplicates, 0);

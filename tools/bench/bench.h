@@ -15,6 +15,7 @@
  *   bn_send.c   the open-loop pacer of the senders
  *   bn_fanout.c, bn_idle.c, bn_connect.c, bn_storm.c   the four modes
  *   bn_churn.c  members that join and leave while fanout measures
+ *   bn_http.c   one blocking HTTP GET: the members endpoint (storm's check)
  *   bn_hist.c, bn_proc.c, bn_redis.c, bn_report.c   measuring and reporting
  */
 #ifndef BN_BENCH_H
@@ -79,6 +80,7 @@ struct bn_config {
     long long max_inflight;
     double churn_per_sec;   /* fanout: churn members started per second; 0: none */
     double churn_hold;      /* fanout: seconds a churn member stays joined */
+    double presence_within; /* storm: seconds after a drop for the member list to be right; 0: no check */
     bool quiet;
 };
 
@@ -363,6 +365,12 @@ bool bn_churn_on_closed(struct bn *b, struct bn_conn *c);
 /* "churn": {...} in the JSON and a line for people. */
 void bn_churn_report(struct bn *b, struct bn_json *j);
 
+/* bn_http.c */
+/* GET path from the gateway of u (HTTP/1.1, Connection: close, 3 s
+ * timeouts). Returns the status and a malloc'd NUL-terminated body in
+ * *body, or -1 (nothing to free). */
+int bn_http_get(const struct bn_url *u, const char *path, char **body);
+
 /* bn_hist.c */
 void bn_hist_reset(struct bn_hist *h);
 void bn_hist_add(struct bn_hist *h, uint64_t v);
@@ -383,6 +391,9 @@ double bn_machine_busy_s(void);
 int bn_raise_nofile(long n);
 
 /* bn_redis.c */
+/* A blocking TCP connection to HOST:PORT with 3 s send and receive
+ * timeouts; the fd or -1. */
+int bn_tcp_connect(const char *hostport);
 /* Reads INFO commandstats from host:port; out->ok false on failure. */
 void bn_redis_commandstats(const char *hostport, struct bn_redis_stats *out);
 

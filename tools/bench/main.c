@@ -103,7 +103,10 @@ static void usage(FILE *f)
         "                           (connections of their own, fresh nicknames) and leave\n"
         "                           after --churn-hold; 0 for none [0]\n"
         "  --churn-hold SECS        fanout: how long a churn member stays joined [1]\n"
-
+        "  --presence-within SECS   storm: after each storm, read the rooms' member lists\n"
+        "                           (GET /api/rooms/{room}/members, every page) until they\n"
+        "                           hold exactly the clients, rejoined; a problem if not\n"
+        "                           within SECS of the drop; 0 for no check [10]\n"
         "  --quiet                  no progress line every second on stderr\n"
         "  --help                   show this help and exit\n"
         "  --version                show the version and exit\n"
@@ -265,6 +268,7 @@ enum {
     O_PRESENCE,
     O_CHURN,
     O_CHURN_HOLD,
+    O_PRESENCE_WITHIN,
     O_QUIET,
     O_HELP,
     O_VERSION
@@ -295,6 +299,7 @@ static const struct option long_opts[] = {
     {"presence", required_argument, NULL, O_PRESENCE},
     {"churn-per-sec", required_argument, NULL, O_CHURN},
     {"churn-hold", required_argument, NULL, O_CHURN_HOLD},
+    {"presence-within", required_argument, NULL, O_PRESENCE_WITHIN},
     {"quiet", no_argument, NULL, O_QUIET},
     {"help", no_argument, NULL, O_HELP},
     {"version", no_argument, NULL, O_VERSION},
@@ -309,7 +314,7 @@ static void config_unset(struct bn_config *cfg)
     cfg->storms = cfg->concurrency = cfg->storm_concurrency = cfg->source_addrs = -1;
     cfg->rate = cfg->duration = cfg->drain = cfg->settle = cfg->timeout = -1;
     cfg->max_messages = cfg->max_connections = cfg->max_inflight = -1;
-    cfg->churn_per_sec = cfg->churn_hold = -1;
+    cfg->churn_per_sec = cfg->churn_hold = cfg->presence_within = -1;
     cfg->drop = BN_DROP_RST;
     snprintf(cfg->room_prefix, sizeof(cfg->room_prefix), "bench");
 }
@@ -367,6 +372,8 @@ static int parse_option(struct bn_config *cfg, int opt, const char *v)
         return 0;
     case O_CHURN: return parse_double("churn-per-sec", v, 0, 100000, &cfg->churn_per_sec);
     case O_CHURN_HOLD: return parse_double("churn-hold", v, 0, 3600, &cfg->churn_hold);
+    case O_PRESENCE_WITHIN:
+        return parse_double("presence-within", v, 0, 3600, &cfg->presence_within);
     case O_QUIET: cfg->quiet = true; return 0;
     }
     return 0;
@@ -401,8 +408,11 @@ static int config_finish(struct bn_config *cfg)
     DEFAULT(max_inflight, 100000);
     if (cfg->churn_per_sec >= 0 && cfg->mode != BN_FANOUT)
         return bad("--churn-per-sec goes with fanout");
+    if (cfg->presence_within >= 0 && cfg->mode != BN_STORM)
+        return bad("--presence-within goes with storm");
     DEFAULT(churn_per_sec, 0);
     DEFAULT(churn_hold, 1);
+    DEFAULT(presence_within, 10);
     if (chat && cfg->rooms < 1)
         return bad("%s needs --rooms of at least 1", cfg->mode == BN_FANOUT ? "fanout" : "storm");
     if (cfg->rooms > cfg->clients)
