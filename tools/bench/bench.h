@@ -75,12 +75,12 @@ struct bn_config {
     char redis[160]; /* HOST:PORT for INFO commandstats, "" for none */
     char room_prefix[32];
     char presence[8]; /* the joins' "presence" (events, diff, count); "" to leave it out */
-    double drain;  /* seconds to wait for acks and deliveries */
-    double settle; /* seconds between the last join and measuring */
+    double drain;     /* seconds to wait for acks and deliveries */
+    double settle;    /* seconds between the last join and measuring */
     long long max_inflight;
     double churn_per_sec;   /* fanout: churn members started per second; 0: none */
     double churn_hold;      /* fanout: seconds a churn member stays joined */
-    double presence_within; /* storm: seconds after a drop for the member list to be right; 0: no check */
+    double presence_within; /* storm: seconds from a drop to right member lists; 0: no check */
     bool quiet;
 };
 
@@ -216,15 +216,15 @@ struct bn;
  * stays churn_hold s and closes (the gateway's leave); then its slot is
  * free for the next start. Leaves are due in join order: a ring. */
 struct bn_churn {
-    uint32_t first, n;      /* the pool: conns [first, first + n) */
-    uint32_t next;          /* where the search for a free slot starts */
+    uint32_t first, n; /* the pool: conns [first, first + n) */
+    uint32_t next;     /* where the search for a free slot starts */
     bool on;
-    uint64_t t0_ns, t1_ns;  /* the churn window */
-    uint64_t slots;         /* starts due so far */
+    uint64_t t0_ns, t1_ns; /* the churn window */
+    uint64_t slots;        /* starts due so far */
     uint64_t started, joined, left, skipped, failed;
-    uint32_t *ring;         /* ids of joined churn members, in join order */
-    uint64_t *leave_ns;     /* when each leaves */
-    uint32_t *ring_gen;     /* the connection's gen at its join */
+    uint32_t *ring;     /* ids of joined churn members, in join order */
+    uint64_t *leave_ns; /* when each leaves */
+    uint32_t *ring_gen; /* the connection's gen at its join */
     uint32_t rhead, rlen;
     struct bn_hist join_lat; /* connect start -> joined */
 };

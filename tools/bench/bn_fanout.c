@@ -145,8 +145,7 @@ int bn_fanout_run(struct bn *b)
     bn_json_int(&j, "gateways", cfg->nurls);
     bn_json_int(&j, "senders", b->nsenders);
     bn_json_num(&j, "rate", cfg->rate);
-    bn_json_num(&j, "offered_deliveries_per_s",
-                round(cfg->rate * (double)n / (double)b->nrooms));
+    bn_json_num(&j, "offered_deliveries_per_s", round(cfg->rate * (double)n / (double)b->nrooms));
     bn_json_int(&j, "size", cfg->size);
     bn_json_num(&j, "duration_s", round(send_s * 100) / 100);
     bn_json_num(&j, "join_s", round((double)(t_joined - b->t_start_ns) / 1e7) / 100);
@@ -169,8 +168,7 @@ int bn_fanout_run(struct bn *b)
     bn_json_latency(&j, "latency_us", &b->lat);
     bn_json_latency(&j, "join_latency_us", &b->conn_lat);
 
-    printf("  joined %u/%u in %.2f s\n", b->ready, n,
-           (double)(t_joined - b->t_start_ns) / 1e9);
+    printf("  joined %u/%u in %.2f s\n", b->ready, n, (double)(t_joined - b->t_start_ns) / 1e9);
     printf("  sent %llu in %.2f s (%.0f/s), acked %llu, errors %llu, skipped %llu\n",
            (unsigned long long)s->sent, send_s, send_s > 0 ? (double)s->sent / send_s : 0,
            (unsigned long long)s->acked, (unsigned long long)s->send_errors,
@@ -207,8 +205,8 @@ int bn_fanout_run(struct bn *b)
 
     bool ok = rc >= 0 && b->ready == n && loss == 0 && extra == 0 && s->duplicates == 0 &&
               s->gaps == 0 && s->disconnects == 0 && s->connect_failures == 0 &&
-              s->send_errors == 0 && s->sent > 0 && s->churn_duplicates == 0 &&
-              s->churn_gaps == 0 && b->churn.failed == 0;
+              s->send_errors == 0 && s->join_errors == 0 && s->sent > 0 &&
+              s->churn_duplicates == 0 && s->churn_gaps == 0 && b->churn.failed == 0;
     bn_report_delivery_problems(b, loss, expected, extra);
     bn_close_all(b);
     bn_report_finish(b, &j, ok);

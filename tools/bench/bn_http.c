@@ -31,8 +31,8 @@ int bn_http_get(const struct bn_url *u, const char *path, char **body)
     if (fd < 0)
         return -1;
     char req[1024];
-    int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, u->host);
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                     path, u->host);
     size_t len = 0, cap = 65536;
     char *buf = malloc(cap + 1);
     if (!buf || n < 0 || (size_t)n >= sizeof(req) || write(fd, req, (size_t)n) != n) {

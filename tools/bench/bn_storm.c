@@ -153,6 +153,7 @@ static int one_storm(struct bn *b, struct storm_state *ss)
     ss->storm[k].rejoined = ss->rejoined;
     ss->storm[k].seconds = (double)(ss->t_last - ss->t_drop) / 1e9;
     ss->storm[k].failures = b->st.connect_failures - failures0;
+    ss->storm[k].presence_s = -1; /* until check_presence finds the lists right */
     printf("  storm %d: %u of %u clients back in %.2f s (%llu connect attempts failed and "
            "were retried)\n",
            k + 1, ss->rejoined, ss->clients, ss->storm[k].seconds,
@@ -175,7 +176,8 @@ static bool member_right(struct bn *b, struct storm_state *ss, uint32_t room, co
                  b->rooms[room].name, nick ? nick : "a member without a nickname");
         return false;
     }
-    if (id < ss->clients && (!cJSON_IsNumber(since) || since->valuedouble < (double)ss->drop_wall_ms)) {
+    if (id < ss->clients &&
+        (!cJSON_IsNumber(since) || since->valuedouble < (double)ss->drop_wall_ms)) {
         snprintf(ss->wrong, sizeof(ss->wrong), "%s lists %s with a since before the drop",
                  b->rooms[room].name, nick);
         return false;
@@ -271,8 +273,7 @@ static void check_still_right(struct bn *b, struct storm_state *ss)
     if (!ss->storm[k].still_right) {
         printf("  storm %d: member lists wrong again %.1f s after the drop: %s\n", k + 1,
                (double)(bn_now_ns() - ss->t_drop) / 1e9, ss->wrong);
-        bn_problem(b, "storm %d: member lists wrong again after being right: %s", k + 1,
-                   ss->wrong);
+        bn_problem(b, "storm %d: member lists wrong again after being right: %s", k + 1, ss->wrong);
     }
 }
 
@@ -280,7 +281,6 @@ static void check_still_right(struct bn *b, struct storm_state *ss)
 static int check_presence(struct bn *b, struct storm_state *ss)
 {
     int k = ss->nstorms - 1;
-    ss->storm[k].presence_s = -1;
     if (b->cfg.presence_within <= 0)
         return 0;
     ss->right = false;
