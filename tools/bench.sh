@@ -188,7 +188,7 @@ bench() {
   pids+=("$pid")
   wait "$pid" || rc=$?
   tail -n 1 "$out/$name.txt" >"$out/$name.json"
-  grep -E '^  (deliveries|latency|joined|result|storm|rejoins|server gw|[0-9]+ (of|connections))' \
+  grep -E '^  (deliveries|latency|joined|result|storm|rejoins|churn|server gw|[0-9]+ (of|connections))' \
     "$out/$name.txt" | sed 's/^/    /' || true
   [ "$rc" -eq 0 ] || echo "    (exit status $rc)"
 }
@@ -266,11 +266,13 @@ room_empty() { # prefix: waits until no member hash of rooms named prefix-* is l
   done
   echo "    (members of $1-* still listed after 60 s)"
 }
-bigroom_run() { # name clients rooms presence
-  local name=$1 count=$2 rooms=$3 presence=$4
-  start_gateway "$name"
+bigroom_run() { # name clients rooms presence|- [gateway option...]
+  local name=$1 count=$2 rooms=$3 presence=()
+  [ "$4" = - ] || presence=(--presence "$4")
+  shift 4
+  start_gateway "$name" "$@"
   bench "$name" idle --url "$gw_url" --clients "$count" --rooms "$rooms" --duration "$hold" \
-    --presence "$presence" --room-prefix "$name" --pids "$name=$gw_pid,redis=$redis_pid" --quiet
+    "${presence[@]}" --room-prefix "$name" --pids "$name=$gw_pid,redis=$redis_pid" --quiet
   stop_pid "$gw_pid"
   room_empty "$name"
 }
@@ -279,12 +281,29 @@ big_n=$((quick ? 2000 : 10000))
 for size in 10 1000 "$big_n"; do
   bigroom_run "bigroom-$size" "$big_n" $((big_n / size)) count
 done
+# The same joins by clients that get a first page of members (no
+# "presence" asked), at a page of 100 and of 25: what a page costs Redis per
+# join as the room grows (--members-page, docs/PROTOCOL.md).
+for page in 100 25; do
+  for size in 10 1000 "$big_n"; do
+    bigroom_run "bigroom-page$page-$size" "$big_n" $((big_n / size)) - \
+      --members-page "$page" --presence-batch-above "$page"
+  done
+done
 # One room filled by clients that want every join as a presence_diff: what
 # batching costs when every member is told of every other (n^2/2 names).
 bigroom_run "bigroom-diff-$((big_n / 5))" "$((big_n / 5))" 1 diff
-# A drop of half of a big room at once, rejoining with since.
+# Chat in a room of big_n members over both gateways, 20 msg/s from 2 of
+# them, while 200 more members a second join and leave (each stays 1 s):
+# every message to every member in order, and its latency.
+bench bigroom-chat fanout --url "$both" --clients "$big_n" --rooms 1 --senders 2 --rate 20 \
+  --duration "$dur" --presence count --churn-per-sec 200 --churn-hold 1 \
+  --room-prefix bigroom-chat --pids "$servers" --redis "$redis_hp" --quiet
+# A drop of half of a big room at once, rejoining with since; then the
+# room's member list (HTTP, every page) must be right within 10 s of the drop.
 bench bigroom-storm storm --url "$both" --clients "$((big_n / 2))" --rooms 1 --senders 2 \
-  --rate 20 --duration "$dur" --presence count --room-prefix bigroom-storm --pids "$servers" --quiet
+  --rate 20 --duration "$dur" --presence count --presence-within 10 --room-prefix bigroom-storm \
+  --pids "$servers" --quiet
 
 # Profile: a gateway under 100,000 deliveries/s. Three looks at gw1 during
 # 5 s of a 10 s run: where its CPU goes (perf record, cpu-clock, no call

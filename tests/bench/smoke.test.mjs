@@ -12,7 +12,8 @@ import net from 'node:net';
 import { startCluster, teardown } from '../integration/lib/harness.mjs';
 import { benchBin, runBench } from './lib.mjs';
 
-const GATEWAY_ARGS = ['--rate-per-sec', '1000000', '--rate-burst', '1000000'];
+// A page of 10 members: storm's check of the member lists reads several.
+const GATEWAY_ARGS = ['--rate-per-sec', '1000000', '--rate-burst', '1000000', '--members-page', '10'];
 const SANITIZER = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/;
 
 let cluster;
@@ -47,6 +48,9 @@ test('--help lists the modes; bad flags exit 2 with a reason', async () => {
   const bad = await runBench(['fanout', '--rate', '-3']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--rate must be/);
+  const misplaced = await runBench(['idle', '--churn-per-sec', '5']);
+  assert.equal(misplaced.code, 2);
+  assert.match(misplaced.stderr, /--churn-per-sec goes with fanout/);
   const none = await runBench([]);
   assert.equal(none.code, 2);
   assert.match(none.stderr, /MODE/);
@@ -63,6 +67,23 @@ test('fanout: every acked message reaches every member, no duplicates', async ()
   assert.ok(j.latency_us.count === j.received && j.latency_us.p50 > 0);
   assert.equal(j.servers.length, 4);
   assert.ok(j.servers.every((s) => s.alive && s.rss_kib > 0));
+});
+
+test('fanout --churn-per-sec: members join and leave while the others chat', async () => {
+  const r = await runBench(['fanout', '--url', urls, '--clients', '30', '--rooms', '1',
+    '--senders', '2', '--rate', '20', '--duration', '2', '--presence', 'count',
+    '--churn-per-sec', '20', '--churn-hold', '0.3', '--quiet']);
+  const j = assertRun(r, 'fanout with churn');
+  assert.equal(j.loss, 0);
+  assert.equal(j.duplicates, 0);
+  assert.equal(j.seq_gaps, 0);
+  assert.equal(j.latency_us.count, j.received, 'latency counts the measured clients only');
+  const c = j.churn;
+  assert.ok(c.joined >= 20 && c.left >= 10 && c.started >= c.joined, JSON.stringify(c));
+  assert.equal(c.failed, 0);
+  assert.equal(c.duplicates, 0);
+  assert.equal(c.seq_gaps, 0);
+  assert.ok(j.connects_ok >= 30 + c.joined, JSON.stringify(j));
 });
 
 test('idle: connections are held for the whole duration', async () => {
@@ -87,6 +108,10 @@ test('storm: every client rejoins with since and recovers', async () => {
     '--senders', '2', '--rate', '50', '--duration', '1', '--pids', pids, '--quiet']);
   const j = assertRun(r, 'storm');
   assert.equal(j.storms[0].rejoined, 100);
+  // The member lists, read over HTTP page by page, hold exactly the new
+  // memberships within --presence-within (10 s) and still do at the end.
+  assert.ok(j.storms[0].presence_right_s >= 0 && j.storms[0].presence_right_s < 10, JSON.stringify(j.storms));
+  assert.ok(j.storms[0].presence_looks >= 2 && j.storms[0].presence_still_right === true, JSON.stringify(j.storms));
   assert.equal(j.recovered, 100);
   assert.equal(j.loss, 0);
   assert.equal(j.duplicates, 0);

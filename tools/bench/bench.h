@@ -14,6 +14,8 @@
  *               message and ack frames), seq accounting, loss
  *   bn_send.c   the open-loop pacer of the senders
  *   bn_fanout.c, bn_idle.c, bn_connect.c, bn_storm.c   the four modes
+ *   bn_churn.c  members that join and leave while fanout measures
+ *   bn_http.c   one blocking HTTP GET: the members endpoint (storm's check)
  *   bn_hist.c, bn_proc.c, bn_redis.c, bn_report.c   measuring and reporting
  */
 #ifndef BN_BENCH_H
@@ -73,9 +75,12 @@ struct bn_config {
     char redis[160]; /* HOST:PORT for INFO commandstats, "" for none */
     char room_prefix[32];
     char presence[8]; /* the joins' "presence" (events, diff, count); "" to leave it out */
-    double drain;  /* seconds to wait for acks and deliveries */
-    double settle; /* seconds between the last join and measuring */
+    double drain;     /* seconds to wait for acks and deliveries */
+    double settle;    /* seconds between the last join and measuring */
     long long max_inflight;
+    double churn_per_sec;   /* fanout: churn members started per second; 0: none */
+    double churn_hold;      /* fanout: seconds a churn member stays joined */
+    double presence_within; /* storm: seconds from a drop to right member lists; 0: no check */
     bool quiet;
 };
 
@@ -111,6 +116,7 @@ enum {
     BN_F_DROPPED = 1 << 8, /* storm: dropped, not yet joined again */
     BN_F_JOINING = 1 << 9, /* join sent, reply not yet here */
     BN_F_RETRY = 1 << 10,  /* join answered `unavailable`: sent again at retry_ns */
+    BN_F_CHURN = 1 << 11,  /* a churn member: joins, stays churn_hold, leaves, again */
 };
 
 /* One client connection. Kept small: 50,000 of them must fit comfortably,
@@ -184,6 +190,9 @@ struct bn_stats {
     uint64_t early_messages; /* a message before the room's `joined` */
     uint64_t unanswered;     /* messages whose sender went away before the ack */
     uint64_t epoch_changes;
+    uint64_t churn_received; /* bench messages to churn members (not in loss or latency) */
+    uint64_t churn_duplicates;
+    uint64_t churn_gaps;
 };
 
 struct bn_proc_sample {
@@ -201,6 +210,24 @@ struct bn_redis_stats {
 };
 
 struct bn;
+
+/* Churn (fanout --churn-per-sec): a pool of extra connections after the
+ * measured ones. One starts every 1/rate s: it connects, joins its room,
+ * stays churn_hold s and closes (the gateway's leave); then its slot is
+ * free for the next start. Leaves are due in join order: a ring. */
+struct bn_churn {
+    uint32_t first, n; /* the pool: conns [first, first + n) */
+    uint32_t next;     /* where the search for a free slot starts */
+    bool on;
+    uint64_t t0_ns, t1_ns; /* the churn window */
+    uint64_t slots;        /* starts due so far */
+    uint64_t started, joined, left, skipped, failed;
+    uint32_t *ring;     /* ids of joined churn members, in join order */
+    uint64_t *leave_ns; /* when each leaves */
+    uint32_t *ring_gen; /* the connection's gen at its join */
+    uint32_t rhead, rlen;
+    struct bn_hist join_lat; /* connect start -> joined */
+};
 
 /* What a mode adds to the generic client: called by bn_chat.c. All may be
  * NULL. */
@@ -249,6 +276,7 @@ struct bn {
     uint64_t last_progress_ns;
     uint64_t prog_sent, prog_received;
     uint64_t last_sweep_ns;
+    struct bn_churn churn;
     uint32_t connect_errno;      /* the last connect error, for the report */
     char problem[256];           /* the first thing that went wrong, for people */
     unsigned problems;           /* how many; only the first 10 go to stderr */
@@ -320,6 +348,29 @@ int64_t bn_send_tick(struct bn *b);
 /* Sending has ended: the duration passed or --max-messages were sent. */
 bool bn_send_finished(struct bn *b);
 
+struct bn_json;
+
+/* bn_churn.c */
+/* Churn slots --churn-per-sec and --churn-hold need (0 without churn). */
+uint32_t bn_churn_slots(const struct bn_config *cfg);
+/* Marks conns [first, first + n) as the churn pool; 0 or -1 (memory). */
+int bn_churn_init(struct bn *b, uint32_t first);
+void bn_churn_start(struct bn *b);
+void bn_churn_stop(struct bn *b);
+/* Starts and ends churn members that are due; ns until the next (a tick). */
+int64_t bn_churn_tick(struct bn *b);
+/* The mode's on_ready and on_closed for churn members: true if c was one. */
+bool bn_churn_on_ready(struct bn *b, struct bn_conn *c);
+bool bn_churn_on_closed(struct bn *b, struct bn_conn *c);
+/* "churn": {...} in the JSON and a line for people. */
+void bn_churn_report(struct bn *b, struct bn_json *j);
+
+/* bn_http.c */
+/* GET path from the gateway of u (HTTP/1.1, Connection: close, 3 s
+ * timeouts). Returns the status and a malloc'd NUL-terminated body in
+ * *body, or -1 (nothing to free). */
+int bn_http_get(const struct bn_url *u, const char *path, char **body);
+
 /* bn_hist.c */
 void bn_hist_reset(struct bn_hist *h);
 void bn_hist_add(struct bn_hist *h, uint64_t v);
@@ -340,6 +391,9 @@ double bn_machine_busy_s(void);
 int bn_raise_nofile(long n);
 
 /* bn_redis.c */
+/* A blocking TCP connection to HOST:PORT with 3 s send and receive
+ * timeouts; the fd or -1. */
+int bn_tcp_connect(const char *hostport);
 /* Reads INFO commandstats from host:port; out->ok false on failure. */
 void bn_redis_commandstats(const char *hostport, struct bn_redis_stats *out);
 

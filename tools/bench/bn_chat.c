@@ -73,9 +73,28 @@ static bool bench_marker(const struct bn *b, const char *t, const char *end, uin
 }
 
 /* One message of c's room, live (now set) or from a joined history (now 0). */
+/* A churn member's message: its order is checked, nothing else counted. */
+static void receive_churn(struct bn *b, struct bn_conn *c, int64_t seq, bool bench)
+{
+    if (!(c->flags & BN_F_JOINED))
+        return; /* before its joined: the seq to start from is not known yet */
+    if (seq <= c->last_seq)
+        b->st.churn_duplicates++;
+    else if (seq > c->last_seq + 1)
+        b->st.churn_gaps++;
+    if (seq > c->last_seq)
+        c->last_seq = seq;
+    if (bench)
+        b->st.churn_received++;
+}
+
 static void receive(struct bn *b, struct bn_conn *c, int64_t seq, bool bench, uint64_t sent_ns,
                     uint64_t now)
 {
+    if (c->flags & BN_F_CHURN) {
+        receive_churn(b, c, seq, bench);
+        return;
+    }
     if (!(c->flags & BN_F_JOINED)) {
         b->st.early_messages++;
         return;
@@ -434,7 +453,8 @@ bool bn_chat_drained(struct bn *b)
         return false;
     for (uint32_t i = 0; i < b->nconns; i++) {
         const struct bn_conn *c = &b->conns[i];
-        if (c->room < 0 || c->state != BN_OPEN || !(c->flags & BN_F_JOINED))
+        if (c->room < 0 || c->state != BN_OPEN || !(c->flags & BN_F_JOINED) ||
+            (c->flags & BN_F_CHURN))
             continue;
         if (c->last_seq < b->rooms[c->room].max_acked)
             return false;
@@ -470,7 +490,7 @@ void bn_chat_loss(struct bn *b, uint64_t *expected, uint64_t *loss, uint64_t *ex
             qsort(b->rooms[i].acked, b->rooms[i].nacked, sizeof(int64_t), cmp_i64);
     for (uint32_t i = 0; i < b->nconns; i++) {
         const struct bn_conn *c = &b->conns[i];
-        if (c->room < 0 || !(c->flags & BN_F_EVER_JOINED))
+        if (c->room < 0 || !(c->flags & BN_F_EVER_JOINED) || (c->flags & BN_F_CHURN))
             continue;
         uint64_t want = acked_above(&b->rooms[c->room], c->base_seq);
         *expected += want;

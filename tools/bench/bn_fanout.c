@@ -5,7 +5,9 @@
  * the expected deliveries that did not arrive.
  *
  * Phases: connect and join all; settle; sample the servers; send for
- * --duration; drain (acks and deliveries, up to --drain); sample again.
+ * --duration (with --churn-per-sec, churn members join and leave
+ * meanwhile: bn_churn.c); drain (acks and deliveries, up to --drain);
+ * sample again.
  */
 #include "bench.h"
 
@@ -15,7 +17,8 @@
 
 static void fanout_on_ready(struct bn *b, struct bn_conn *c)
 {
-    (void)c;
+    if (bn_churn_on_ready(b, c))
+        return;
     b->ready++;
     bn_hist_add(&b->conn_lat, bn_now_ns() - c->t0_ns);
 }
@@ -23,17 +26,37 @@ static void fanout_on_ready(struct bn *b, struct bn_conn *c)
 static void fanout_on_closed(struct bn *b, struct bn_conn *c, bool failed)
 {
     (void)failed;
+    if (bn_churn_on_closed(b, c))
+        return;
     if (c->flags & BN_F_JOINED)
         b->ready--;
+}
+
+/* The measured clients: the connections before the churn pool. */
+static uint32_t measured(const struct bn *b)
+{
+    return b->nconns - b->churn.n;
 }
 
 /* Every client has joined, or the ones missing cannot any more. */
 static bool all_joined(struct bn *b)
 {
-    if (b->ready == b->nconns)
+    if (b->ready == measured(b))
         return true;
     uint64_t lost = b->st.connect_failures + b->st.join_errors + b->st.disconnects;
-    return bn_all_settled(b) && b->ready + lost >= b->nconns;
+    return bn_all_settled(b) && b->ready + lost >= measured(b);
+}
+
+/* Sending and, with --churn-per-sec, churn. */
+static int64_t fanout_tick(struct bn *b)
+{
+    int64_t w = bn_send_tick(b);
+    if (b->churn.n == 0)
+        return w;
+    if (!b->sending)
+        bn_churn_stop(b);
+    int64_t c = bn_churn_tick(b);
+    return c < w ? c : w;
 }
 
 static bool drained(struct bn *b)
@@ -56,7 +79,8 @@ int bn_fanout_run(struct bn *b)
 
     b->ops.on_ready = fanout_on_ready;
     b->ops.on_closed = fanout_on_closed;
-    for (uint32_t i = 0; i < b->nconns; i++)
+    uint32_t n = measured(b);
+    for (uint32_t i = 0; i < n; i++)
         b->conns[i].room = (int32_t)(i % b->nrooms);
     b->nsenders = (uint32_t)cfg->senders;
     for (uint32_t i = 0; i < b->nsenders; i++) {
@@ -65,13 +89,16 @@ int bn_fanout_run(struct bn *b)
     }
     printf("chat-bench fanout: %u clients in %u rooms over %d gateway(s), %u senders, "
            "%.0f msg/s (%.0f deliveries/s offered), %ld-byte messages, %.0f s\n",
-           b->nconns, b->nrooms, cfg->nurls, b->nsenders, cfg->rate,
-           cfg->rate * (double)b->nconns / (double)b->nrooms, cfg->size, cfg->duration);
+           n, b->nrooms, cfg->nurls, b->nsenders, cfg->rate,
+           cfg->rate * (double)n / (double)b->nrooms, cfg->size, cfg->duration);
+    if (b->churn.n)
+        printf("  churn: %.0f members a second join and leave after %.1f s (%u slots)\n",
+               cfg->churn_per_sec, cfg->churn_hold, b->churn.n);
 
-    bn_open_all(b, 0, b->nconns);
+    bn_open_all(b, 0, n);
     rc = bn_run(b, all_joined, NULL, setup_deadline(b));
-    if (b->ready < b->nconns)
-        bn_problem(b, "only %u of %u clients joined", b->ready, b->nconns);
+    if (b->ready < n)
+        bn_problem(b, "only %u of %u clients joined", b->ready, n);
     uint64_t t_joined = bn_now_ns();
     if (rc >= 0 && b->ready > 0)
         rc = bn_run(b, NULL, NULL, bn_now_ns() + (uint64_t)(cfg->settle * 1e9));
@@ -84,8 +111,10 @@ int bn_fanout_run(struct bn *b)
     if (rc >= 0 && b->ready > 0) {
         b->send_for_s = cfg->duration;
         bn_send_start(b);
-        rc = bn_run(b, bn_send_finished, bn_send_tick, 0);
+        bn_churn_start(b);
+        rc = bn_run(b, bn_send_finished, fanout_tick, 0);
         bn_send_stop(b);
+        bn_churn_stop(b);
         if (rc >= 0) {
             rc = bn_run(b, drained, NULL, bn_now_ns() + (uint64_t)(cfg->drain * 1e9));
             if (rc == 1)
@@ -111,13 +140,12 @@ int bn_fanout_run(struct bn *b)
     struct bn_json j;
     bn_json_init(&j);
     bn_json_str(&j, "mode", "fanout");
-    bn_json_int(&j, "clients", b->nconns);
+    bn_json_int(&j, "clients", n);
     bn_json_int(&j, "rooms", b->nrooms);
     bn_json_int(&j, "gateways", cfg->nurls);
     bn_json_int(&j, "senders", b->nsenders);
     bn_json_num(&j, "rate", cfg->rate);
-    bn_json_num(&j, "offered_deliveries_per_s",
-                round(cfg->rate * (double)b->nconns / (double)b->nrooms));
+    bn_json_num(&j, "offered_deliveries_per_s", round(cfg->rate * (double)n / (double)b->nrooms));
     bn_json_int(&j, "size", cfg->size);
     bn_json_num(&j, "duration_s", round(send_s * 100) / 100);
     bn_json_num(&j, "join_s", round((double)(t_joined - b->t_start_ns) / 1e7) / 100);
@@ -140,8 +168,7 @@ int bn_fanout_run(struct bn *b)
     bn_json_latency(&j, "latency_us", &b->lat);
     bn_json_latency(&j, "join_latency_us", &b->conn_lat);
 
-    printf("  joined %u/%u in %.2f s\n", b->ready, b->nconns,
-           (double)(t_joined - b->t_start_ns) / 1e9);
+    printf("  joined %u/%u in %.2f s\n", b->ready, n, (double)(t_joined - b->t_start_ns) / 1e9);
     printf("  sent %llu in %.2f s (%.0f/s), acked %llu, errors %llu, skipped %llu\n",
            (unsigned long long)s->sent, send_s, send_s > 0 ? (double)s->sent / send_s : 0,
            (unsigned long long)s->acked, (unsigned long long)s->send_errors,
@@ -152,6 +179,7 @@ int bn_fanout_run(struct bn *b)
            (unsigned long long)loss, (unsigned long long)s->duplicates,
            (unsigned long long)s->gaps);
     bn_print_latency("latency send->receipt", &b->lat);
+    bn_churn_report(b, &j);
     double server_cpu = bn_report_servers(b, &j, before, after);
     double eff = server_cpu > 0 ? (double)s->received / server_cpu : 0;
     bn_json_num(&j, "deliveries_per_server_cpu_s", round(eff));
@@ -175,9 +203,10 @@ int bn_fanout_run(struct bn *b)
            others > 0.1 * window_s ? " (NOISY: something else was running)" : "");
     bn_report_common(b, &j);
 
-    bool ok = rc >= 0 && b->ready == b->nconns && loss == 0 && extra == 0 && s->duplicates == 0 &&
+    bool ok = rc >= 0 && b->ready == n && loss == 0 && extra == 0 && s->duplicates == 0 &&
               s->gaps == 0 && s->disconnects == 0 && s->connect_failures == 0 &&
-              s->send_errors == 0 && s->sent > 0;
+              s->send_errors == 0 && s->join_errors == 0 && s->sent > 0 &&
+              s->churn_duplicates == 0 && s->churn_gaps == 0 && b->churn.failed == 0;
     bn_report_delivery_problems(b, loss, expected, extra);
     bn_close_all(b);
     bn_report_finish(b, &j, ok);

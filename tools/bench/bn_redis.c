@@ -14,7 +14,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-static int redis_connect(const char *hostport)
+int bn_tcp_connect(const char *hostport)
 {
     char host[128];
     const char *colon = strrchr(hostport, ':');
@@ -82,7 +82,7 @@ void bn_redis_commandstats(const char *hostport, struct bn_redis_stats *out)
     memset(out, 0, sizeof(*out));
     if (!hostport[0])
         return;
-    int fd = redis_connect(hostport);
+    int fd = bn_tcp_connect(hostport);
     if (fd < 0)
         return;
     char *text = NULL;

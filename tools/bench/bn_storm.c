@@ -8,15 +8,29 @@
  * recovered: true and history plus live frames continue its seq with no
  * gap and no duplicate. Repeated --storms times, --duration apart; the
  * servers' memory is sampled every 100 ms throughout.
+ *
+ * Presence (--presence-within S, 10 by default): once every client is
+ * back, the rooms' member lists are read over HTTP (GET
+ * /api/rooms/{room}/members, every page, from the first gateway) every
+ * 200 ms until each room lists exactly its clients and senders, its count
+ * says so, and every storm client's membership is the new one (its
+ * `since` is not before the drop): what is measured is drop -> right. A
+ * look blocks the loop for its pages (reported as check_ms); it is
+ * a problem when the lists are not right within S seconds of the drop, or
+ * are wrong again at one more look --duration later.
  */
 #include "bench.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_STORMS 100
 #define SAMPLE_NS 100000000ull
+#define LOOK_NS 200000000ull /* between two looks at the member lists */
 
 struct storm_state {
     uint32_t clients; /* the storm clients are conns [0, clients) */
@@ -29,8 +43,20 @@ struct storm_state {
         uint32_t rejoined;
         double seconds;
         uint64_t failures;
+        double presence_s; /* drop -> member lists right; -1: not within --presence-within */
+        uint32_t looks;    /* reads of every room's list */
+        double look_ms;    /* the longest look: how long it blocked the loop */
+        bool still_right;  /* a last look, --duration after the storm */
     } storm[MAX_STORMS];
     int nstorms;
+    /* presence check */
+    int64_t drop_wall_ms; /* the drop, CLOCK_REALTIME: what the gateways' since is in */
+    uint32_t *expect;     /* members each room should list */
+    uint32_t *seen;       /* per connection: the look that last listed it */
+    uint32_t look;
+    uint64_t next_look_ns;
+    bool right;
+    char wrong[512]; /* why the last look was not right */
 };
 
 static void sample_memory(struct bn *b, struct storm_state *ss)
@@ -101,9 +127,12 @@ static int one_storm(struct bn *b, struct storm_state *ss)
     uint64_t failures0 = b->st.connect_failures;
     uint32_t setup_concurrency = b->concurrency;
     b->concurrency = (uint32_t)b->cfg.storm_concurrency;
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
     ss->storming = true;
     ss->rejoined = 0;
     ss->t_drop = ss->t_last = bn_now_ns();
+    ss->drop_wall_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
     for (uint32_t i = 0; i < ss->clients; i++) {
         struct bn_conn *c = &b->conns[i];
         c->flags |= BN_F_DROPPED | BN_F_REJOIN;
@@ -124,6 +153,7 @@ static int one_storm(struct bn *b, struct storm_state *ss)
     ss->storm[k].rejoined = ss->rejoined;
     ss->storm[k].seconds = (double)(ss->t_last - ss->t_drop) / 1e9;
     ss->storm[k].failures = b->st.connect_failures - failures0;
+    ss->storm[k].presence_s = -1; /* until check_presence finds the lists right */
     printf("  storm %d: %u of %u clients back in %.2f s (%llu connect attempts failed and "
            "were retried)\n",
            k + 1, ss->rejoined, ss->clients, ss->storm[k].seconds,
@@ -134,6 +164,143 @@ static int one_storm(struct bn *b, struct storm_state *ss)
     return rc;
 }
 
+/* One member of a page: c<id>, in this room, the new membership. */
+static bool member_right(struct bn *b, struct storm_state *ss, uint32_t room, const cJSON *m)
+{
+    const char *nick = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "nickname"));
+    const cJSON *since = cJSON_GetObjectItemCaseSensitive(m, "since");
+    char *end = NULL;
+    unsigned long id = nick && nick[0] == 'c' ? strtoul(nick + 1, &end, 10) : 0;
+    if (!end || *end || end == nick + 1 || id >= b->nconns || b->conns[id].room != (int32_t)room) {
+        snprintf(ss->wrong, sizeof(ss->wrong), "%s lists %s, not one of its clients",
+                 b->rooms[room].name, nick ? nick : "a member without a nickname");
+        return false;
+    }
+    if (id < ss->clients &&
+        (!cJSON_IsNumber(since) || since->valuedouble < (double)ss->drop_wall_ms)) {
+        snprintf(ss->wrong, sizeof(ss->wrong), "%s lists %s with a since before the drop",
+                 b->rooms[room].name, nick);
+        return false;
+    }
+    ss->seen[id] = ss->look; /* a member may be on two pages: counted once */
+    return true;
+}
+
+/* Reads every page of one room's list; true when it is right. */
+static bool room_right(struct bn *b, struct storm_state *ss, uint32_t room)
+{
+    char path[256], cursor[32] = "0";
+    uint32_t listed = 0;
+    long long count = -1;
+    /* Bounded: a page of the default size per member would be 100 times this. */
+    for (uint32_t page = 0; page < ss->expect[room] + 100; page++) {
+        snprintf(path, sizeof(path), "/api/rooms/%s/members?cursor=%s", b->rooms[room].name,
+                 cursor);
+        char *body;
+        int status = bn_http_get(&b->cfg.urls[0], path, &body);
+        cJSON *o = status == 200 ? cJSON_Parse(body) : NULL;
+        free(body);
+        if (!o) {
+            snprintf(ss->wrong, sizeof(ss->wrong), "GET %s: %s %d", path,
+                     status == 200 ? "not JSON, status" : "status", status);
+            return false;
+        }
+        const cJSON *m;
+        bool ok = true;
+        cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(o, "members")) {
+            if (!(ok = member_right(b, ss, room, m)))
+                break;
+        }
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "count");
+        const char *next = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "cursor"));
+        count = cJSON_IsNumber(c) ? (long long)c->valuedouble : -1;
+        snprintf(cursor, sizeof(cursor), "%s", next && strlen(next) < sizeof(cursor) ? next : "0");
+        cJSON_Delete(o);
+        if (!ok)
+            return false;
+        if (strcmp(cursor, "0") == 0)
+            break;
+    }
+    for (uint32_t i = room; i < b->nconns; i += b->nrooms)
+        listed += ss->seen[i] == ss->look;
+    if (count != (long long)ss->expect[room] || listed != ss->expect[room]) {
+        snprintf(ss->wrong, sizeof(ss->wrong), "%s: count %lld, %u of its %u clients listed",
+                 b->rooms[room].name, count, listed, ss->expect[room]);
+        return false;
+    }
+    return true;
+}
+
+/* Reads every room's list once; true when all are right. */
+static bool look(struct bn *b, struct storm_state *ss)
+{
+    int k = ss->nstorms - 1;
+    uint64_t t0 = bn_now_ns();
+    bool right = true;
+    ss->look++;
+    for (uint32_t r = 0; r < b->nrooms && right; r++)
+        right = room_right(b, ss, r);
+    uint64_t t1 = bn_now_ns();
+    double ms = (double)(t1 - t0) / 1e6;
+    ss->storm[k].looks++;
+    if (ms > ss->storm[k].look_ms)
+        ss->storm[k].look_ms = ms;
+    ss->next_look_ns = t1 + LOOK_NS;
+    return right;
+}
+
+/* bn_run's done for the check: looks every LOOK_NS until the lists are right. */
+static bool presence_right(struct bn *b)
+{
+    struct storm_state *ss = b->mode;
+    uint64_t now = bn_now_ns();
+    if (ss->right || now < ss->next_look_ns)
+        return ss->right;
+    ss->right = look(b, ss);
+    if (ss->right)
+        ss->storm[ss->nstorms - 1].presence_s = (double)(now - ss->t_drop) / 1e9;
+    return ss->right;
+}
+
+/* After the sending that follows a storm: still right (no late leave of an
+ * old membership took a new one away)? */
+static void check_still_right(struct bn *b, struct storm_state *ss)
+{
+    int k = ss->nstorms - 1;
+    if (b->cfg.presence_within <= 0 || ss->storm[k].presence_s < 0)
+        return;
+    ss->storm[k].still_right = look(b, ss);
+    if (!ss->storm[k].still_right) {
+        printf("  storm %d: member lists wrong again %.1f s after the drop: %s\n", k + 1,
+               (double)(bn_now_ns() - ss->t_drop) / 1e9, ss->wrong);
+        bn_problem(b, "storm %d: member lists wrong again after being right: %s", k + 1, ss->wrong);
+    }
+}
+
+/* After a storm: the member lists, until right or --presence-within. */
+static int check_presence(struct bn *b, struct storm_state *ss)
+{
+    int k = ss->nstorms - 1;
+    if (b->cfg.presence_within <= 0)
+        return 0;
+    ss->right = false;
+    ss->wrong[0] = '\0';
+    ss->next_look_ns = 0;
+    uint64_t limit = ss->t_drop + (uint64_t)(b->cfg.presence_within * 1e9);
+    int rc = bn_run(b, presence_right, storm_tick, limit);
+    if (ss->right) {
+        printf("  storm %d: member lists right %.2f s after the drop (%u looks, the longest "
+               "%.0f ms)\n",
+               k + 1, ss->storm[k].presence_s, ss->storm[k].looks, ss->storm[k].look_ms);
+        return rc;
+    }
+    printf("  storm %d: member lists not right within %.1f s of the drop (%u looks): %s\n", k + 1,
+           b->cfg.presence_within, ss->storm[k].looks, ss->wrong);
+    bn_problem(b, "storm %d: member lists not right within %.1f s: %s", k + 1,
+               b->cfg.presence_within, ss->wrong);
+    return rc == 1 ? 0 : rc;
+}
+
 static void report(struct bn *b, struct storm_state *ss, struct bn_json *j)
 {
     bn_json_open(j, "storms", '[');
@@ -142,6 +309,12 @@ static void report(struct bn *b, struct storm_state *ss, struct bn_json *j)
         bn_json_int(j, "rejoined", ss->storm[k].rejoined);
         bn_json_num(j, "seconds", round(ss->storm[k].seconds * 1000) / 1000);
         bn_json_int(j, "failed_attempts", (long long)ss->storm[k].failures);
+        if (b->cfg.presence_within > 0) {
+            bn_json_num(j, "presence_right_s", round(ss->storm[k].presence_s * 1000) / 1000);
+            bn_json_int(j, "presence_looks", ss->storm[k].looks);
+            bn_json_num(j, "presence_check_ms", round(ss->storm[k].look_ms * 10) / 10);
+            bn_json_bool(j, "presence_still_right", ss->storm[k].still_right);
+        }
         bn_json_close(j, '}');
     }
     bn_json_close(j, ']');
@@ -169,8 +342,18 @@ int bn_storm_run(struct bn *b)
     b->mode = ss;
     b->ops.on_ready = storm_on_ready;
     b->ops.on_closed = storm_on_closed;
-    for (uint32_t i = 0; i < b->nconns; i++)
+    ss->expect = calloc(b->nrooms, sizeof(*ss->expect));
+    ss->seen = calloc(b->nconns, sizeof(*ss->seen));
+    if (!ss->expect || !ss->seen) {
+        free(ss->expect);
+        free(ss->seen);
+        fprintf(stderr, "chat-bench: out of memory\n");
+        return 2;
+    }
+    for (uint32_t i = 0; i < b->nconns; i++) {
         b->conns[i].room = (int32_t)(i % b->nrooms);
+        ss->expect[i % b->nrooms]++;
+    }
     b->nsenders = (uint32_t)cfg->senders;
     for (uint32_t k = 0; k < b->nsenders; k++) {
         b->senders[k] = ss->clients + k;
@@ -199,8 +382,12 @@ int bn_storm_run(struct bn *b)
         rc = bn_run(b, NULL, storm_tick, bn_now_ns() + (uint64_t)(cfg->duration * 1e9));
         for (long k = 0; rc >= 0 && k < cfg->storms; k++) {
             rc = one_storm(b, ss);
+            if (rc >= 0 && ss->rejoined == ss->clients)
+                rc = check_presence(b, ss);
             if (rc >= 0)
                 rc = bn_run(b, NULL, storm_tick, bn_now_ns() + (uint64_t)(cfg->duration * 1e9));
+            if (rc >= 0)
+                check_still_right(b, ss);
         }
         bn_send_stop(b);
         if (rc >= 0) {
@@ -258,11 +445,15 @@ int bn_storm_run(struct bn *b)
 
     bool all_back = ss->nstorms == cfg->storms;
     for (int k = 0; k < ss->nstorms; k++)
-        all_back = all_back && ss->storm[k].rejoined == ss->clients;
+        all_back = all_back && ss->storm[k].rejoined == ss->clients &&
+                   (cfg->presence_within <= 0 ||
+                    (ss->storm[k].presence_s >= 0 && ss->storm[k].still_right));
     bool ok = rc >= 0 && all_back && s->not_recovered == 0 && s->recovery_gaps == 0 && loss == 0 &&
               extra == 0 && s->duplicates == 0 && s->gaps == 0 && s->disconnects == 0;
     bn_report_delivery_problems(b, loss, expected, extra);
     bn_close_all(b);
     bn_report_finish(b, &j, ok);
+    free(ss->expect);
+    free(ss->seen);
     return ok ? 0 : 1;
 }

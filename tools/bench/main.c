@@ -99,6 +99,14 @@ static void usage(FILE *f)
         "  --room-prefix P          rooms are named P-<run id>-<i> [bench]\n"
         "  --presence MODE          joins ask for presence MODE: events, diff or count\n"
         "                           (docs/PROTOCOL.md, big rooms) [not asked: events]\n"
+        "  --churn-per-sec R        fanout: while sending, R more members a second join\n"
+        "                           (connections of their own, fresh nicknames) and leave\n"
+        "                           after --churn-hold; 0 for none [0]\n"
+        "  --churn-hold SECS        fanout: how long a churn member stays joined [1]\n"
+        "  --presence-within SECS   storm: after each storm, read the rooms' member lists\n"
+        "                           (GET /api/rooms/{room}/members, every page) until they\n"
+        "                           hold exactly the clients, rejoined; a problem if not\n"
+        "                           within SECS of the drop; 0 for no check [10]\n"
         "  --quiet                  no progress line every second on stderr\n"
         "  --help                   show this help and exit\n"
         "  --version                show the version and exit\n"
@@ -258,6 +266,9 @@ enum {
     O_REDIS,
     O_ROOM_PREFIX,
     O_PRESENCE,
+    O_CHURN,
+    O_CHURN_HOLD,
+    O_PRESENCE_WITHIN,
     O_QUIET,
     O_HELP,
     O_VERSION
@@ -286,6 +297,9 @@ static const struct option long_opts[] = {
     {"redis", required_argument, NULL, O_REDIS},
     {"room-prefix", required_argument, NULL, O_ROOM_PREFIX},
     {"presence", required_argument, NULL, O_PRESENCE},
+    {"churn-per-sec", required_argument, NULL, O_CHURN},
+    {"churn-hold", required_argument, NULL, O_CHURN_HOLD},
+    {"presence-within", required_argument, NULL, O_PRESENCE_WITHIN},
     {"quiet", no_argument, NULL, O_QUIET},
     {"help", no_argument, NULL, O_HELP},
     {"version", no_argument, NULL, O_VERSION},
@@ -300,6 +314,7 @@ static void config_unset(struct bn_config *cfg)
     cfg->storms = cfg->concurrency = cfg->storm_concurrency = cfg->source_addrs = -1;
     cfg->rate = cfg->duration = cfg->drain = cfg->settle = cfg->timeout = -1;
     cfg->max_messages = cfg->max_connections = cfg->max_inflight = -1;
+    cfg->churn_per_sec = cfg->churn_hold = cfg->presence_within = -1;
     cfg->drop = BN_DROP_RST;
     snprintf(cfg->room_prefix, sizeof(cfg->room_prefix), "bench");
 }
@@ -355,6 +370,10 @@ static int parse_option(struct bn_config *cfg, int opt, const char *v)
             return bad("--presence must be events, diff or count, not '%s'", v);
         snprintf(cfg->presence, sizeof(cfg->presence), "%s", v);
         return 0;
+    case O_CHURN: return parse_double("churn-per-sec", v, 0, 100000, &cfg->churn_per_sec);
+    case O_CHURN_HOLD: return parse_double("churn-hold", v, 0, 3600, &cfg->churn_hold);
+    case O_PRESENCE_WITHIN:
+        return parse_double("presence-within", v, 0, 3600, &cfg->presence_within);
     case O_QUIET: cfg->quiet = true; return 0;
     }
     return 0;
@@ -387,6 +406,13 @@ static int config_finish(struct bn_config *cfg)
     DEFAULT(storm_concurrency, cfg->clients);
     DEFAULT(source_addrs, 0);
     DEFAULT(max_inflight, 100000);
+    if (cfg->churn_per_sec >= 0 && cfg->mode != BN_FANOUT)
+        return bad("--churn-per-sec goes with fanout");
+    if (cfg->presence_within >= 0 && cfg->mode != BN_STORM)
+        return bad("--presence-within goes with storm");
+    DEFAULT(churn_per_sec, 0);
+    DEFAULT(churn_hold, 1);
+    DEFAULT(presence_within, 10);
     if (chat && cfg->rooms < 1)
         return bad("%s needs --rooms of at least 1", cfg->mode == BN_FANOUT ? "fanout" : "storm");
     if (cfg->rooms > cfg->clients)
@@ -447,7 +473,8 @@ static int setup(struct bn *b)
         seed = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 32;
     b->rng = seed | 1;
     snprintf(b->run_id, sizeof(b->run_id), "%08x", (unsigned)(bn_rand(b) >> 32));
-    b->nconns = (uint32_t)cfg->clients + (cfg->mode == BN_STORM ? (uint32_t)cfg->senders : 0);
+    b->nconns = (uint32_t)cfg->clients + (cfg->mode == BN_STORM ? (uint32_t)cfg->senders : 0) +
+                bn_churn_slots(cfg);
     b->nrooms = (uint32_t)cfg->rooms;
     b->concurrency = (uint32_t)cfg->concurrency;
     b->conns = calloc(b->nconns, sizeof(*b->conns));
@@ -458,9 +485,13 @@ static int setup(struct bn *b)
         return -1;
     }
     bn_rooms_init(b);
-    if (bn_raise_nofile((long)b->nconns) < 0)
+    if (bn_raise_nofile((long)b->nconns) < 0 || bn_net_init(b) < 0)
         return -1;
-    return bn_net_init(b);
+    if (bn_churn_init(b, b->nconns - bn_churn_slots(cfg)) < 0) {
+        fprintf(stderr, "chat-bench: out of memory\n");
+        return -1;
+    }
+    return 0;
 }
 
 static void teardown(struct bn *b)
@@ -471,6 +502,9 @@ static void teardown(struct bn *b)
     free(b->rooms);
     free(b->conns);
     free(b->senders);
+    free(b->churn.ring);
+    free(b->churn.ring_gen);
+    free(b->churn.leave_ns);
 }
 
 int main(int argc, char **argv)

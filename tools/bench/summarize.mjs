@@ -121,7 +121,7 @@ if (keepalive) {
 }
 
 const bigrooms = fs.readdirSync(dir)
-  .filter((f) => /^bigroom-(diff-)?[0-9]+\.json$/.test(f))
+  .filter((f) => /^bigroom-(diff-|page[0-9]+-)?[0-9]+\.json$/.test(f))
   .map((f) => ({ name: f.replace(/\.json$/, ''), r: load(f.replace(/\.json$/, '')) }))
   .filter((x) => x.r && x.r.connections)
   .sort((a, b) => a.r.connections / a.r.rooms - b.r.connections / b.r.rooms);
@@ -139,18 +139,46 @@ if (bigrooms.length) {
   out('');
 }
 
-if (storm) {
-  out('## Reconnect storm');
+function stormSummary(title, st) {
+  out(`## ${title}`);
   out();
-  const s0 = storm.storms[0] || {};
-  out(`${fmt(storm.clients)} clients in ${storm.rooms} rooms over ${storm.gateways} gateways ` +
-      `(${storm.senders} more connections sending ${storm.rate} msg/s throughout) dropped by ${storm.drop} ` +
+  const s0 = st.storms[0] || {};
+  const presence = s0.presence_right_s === undefined ? ''
+    : s0.presence_right_s >= 0
+      ? ` The member lists (HTTP, every page) were right ${s0.presence_right_s} s after the drop ` +
+        `(${s0.presence_looks} looks, the longest ${s0.presence_check_ms} ms) and ` +
+        `${s0.presence_still_right ? 'still right' : '**wrong again**'} at the end.`
+      : ' The member lists were **not right** within --presence-within.';
+  out(`${fmt(st.clients)} clients in ${st.rooms} rooms over ${st.gateways} gateways ` +
+      `(${st.senders} more connections sending ${st.rate} msg/s throughout) dropped by ${st.drop} ` +
       `and rejoined with since: ${fmt(s0.rejoined)} back in ${s0.seconds} s ` +
-      `(${s0.failed_attempts} connect attempts retried); recovered ${fmt(storm.recovered)}, ` +
-      `not recovered ${storm.not_recovered}, recovered with a gap ${storm.recovery_gaps}; ` +
-      `loss ${storm.loss}, duplicates ${storm.duplicates}, seq gaps ${storm.seq_gaps}; ` +
-      `drop-to-joined p50 ${ms(storm.rejoin_latency_us.p50)} ms, p99 ${ms(storm.rejoin_latency_us.p99)} ms. ` +
-      'Peak RSS seen (KiB): ' + Object.entries(storm.rss_peak_kib).map(([k, v]) => `${k} ${fmt(v)}`).join(', ') + '.');
+      `(${s0.failed_attempts} connect attempts retried); recovered ${fmt(st.recovered)}, ` +
+      `not recovered ${st.not_recovered}, recovered with a gap ${st.recovery_gaps}; ` +
+      `loss ${st.loss}, duplicates ${st.duplicates}, seq gaps ${st.seq_gaps}; ` +
+      `drop-to-joined p50 ${ms(st.rejoin_latency_us.p50)} ms, p99 ${ms(st.rejoin_latency_us.p99)} ms.` +
+      presence + ' Peak RSS seen (KiB): ' +
+      Object.entries(st.rss_peak_kib).map(([k, v]) => `${k} ${fmt(v)}`).join(', ') + '.');
+  out();
+}
+if (storm) stormSummary('Reconnect storm', storm);
+const bigStorm = load('bigroom-storm');
+if (bigStorm) stormSummary('Big room: a storm of half its members', bigStorm);
+
+const bigChat = load('bigroom-chat');
+const churn = bigChat?.churn;
+if (bigChat && churn) {
+  out('## Big room: chat while members join and leave');
+  out();
+  out(`${fmt(bigChat.clients)} members in ${bigChat.rooms} room over ${bigChat.gateways} gateways, ` +
+      `${bigChat.senders} of them sending ${bigChat.rate} msg/s for ${bigChat.duration_s} s, while ` +
+      `${fmt(churn.joined)} more joined and ${fmt(churn.left)} left (${churn.joins_per_s}/s and ` +
+      `${churn.leaves_per_s}/s; ${churn.per_s_asked}/s asked, each staying ${churn.hold_s} s, ` +
+      `${churn.skipped} starts skipped): deliveries ${fmt(bigChat.received)} of ${fmt(bigChat.expected)}, ` +
+      `loss ${bigChat.loss}, duplicates ${bigChat.duplicates}, seq gaps ${bigChat.seq_gaps}; ` +
+      `latency p50 ${ms(bigChat.latency_us.p50)} ms, p99 ${ms(bigChat.latency_us.p99)} ms, ` +
+      `max ${ms(bigChat.latency_us.max)} ms; churn connect→joined p50 ${ms(churn.join_latency_us.p50)} ms, ` +
+      `p99 ${ms(churn.join_latency_us.p99)} ms; the churn members' own deliveries in order ` +
+      `(duplicates ${churn.duplicates}, gaps ${churn.seq_gaps}).`);
   out();
 }
 
@@ -181,6 +209,32 @@ if (idle20) {
 if (idle50?.skipped) out(`| 50,000 idle connections on one gateway | not run: ${idle50.skipped} | not measurable here |`);
 else if (idle50) out(`| 50,000 idle connections on one gateway | ${fmt(idle50.held)} of ${fmt(idle50.connections)} held | ${yes(idle50.held >= 50000)} |`);
 if (f100 && f100.redis) out(`| 1 Redis command per chat message | ${f100.redis.evalsha_per_message} EVALSHA per message at 100k/s (commandstats also counts the commands a script runs: ${f100.redis.commands_per_message} in all) | ${yes(f100.redis.evalsha_per_message <= 1.05)} |`);
+// Redis CPU per join at 10, 1,000 and the largest room, per kind of join.
+for (const [kind, re] of [['count-only joins', /^bigroom-[0-9]+$/], ['joins with a page of 100', /^bigroom-page100-[0-9]+$/],
+  ['joins with a page of 25', /^bigroom-page25-[0-9]+$/]]) {
+  const runs = bigrooms.filter((x) => re.test(x.name));
+  if (runs.length < 3) continue;
+  const per = runs.map(({ r }) => (r.memory.find((m) => m.name === 'redis')?.cpu_s * 1e6) / r.established);
+  const ratio = Math.max(...per) / Math.min(...per);
+  out(`| Redis CPU per join flat within 2× (rooms of ${runs.map(({ r }) => fmt(r.connections / r.rooms)).join(' / ')}), ` +
+      `${kind} | ${per.map((v) => fmt(v)).join(' / ')} µs (${ratio.toFixed(1)}×) | ${yes(ratio <= 2)} |`);
+}
+if (bigChat && churn) {
+  const inOrder = bigChat.loss === 0 && bigChat.duplicates === 0 && bigChat.seq_gaps === 0;
+  const met = bigChat.ok && inOrder && bigChat.latency_us.p99 < 100000 && bigChat.clients >= 10000 &&
+    churn.joins_per_s >= 190 && churn.leaves_per_s >= 190;
+  out(`| chat in a room of ${fmt(bigChat.clients)} at ${bigChat.rate} msg/s, all in order, p99 < 100 ms, ` +
+      `with joins and leaves at 200/s | p99 ${ms(bigChat.latency_us.p99)} ms, loss ${bigChat.loss}, ` +
+      `duplicates ${bigChat.duplicates}, gaps ${bigChat.seq_gaps}; churn ${churn.joins_per_s}/s joins, ` +
+      `${churn.leaves_per_s}/s leaves | ${yes(met)} |`);
+}
+if (bigStorm) {
+  const s0 = bigStorm.storms[0] || {};
+  out(`| a drop of ${fmt(bigStorm.clients)} of a room recovers, no gap or duplicate, presence right within 10 s | ` +
+      `back in ${s0.seconds} s, recovered ${fmt(bigStorm.recovered)}, gaps ${bigStorm.seq_gaps}, ` +
+      `duplicates ${bigStorm.duplicates}; member lists right after ${s0.presence_right_s} s | ` +
+      `${yes(bigStorm.ok && s0.presence_right_s >= 0 && s0.presence_right_s <= 10 && bigStorm.clients >= 5000)} |`);
+}
 if (storm) out(`| storm of 10,000 clients, all recovered | ${fmt(storm.recovered)} of ${fmt(storm.clients)} recovered, loss ${storm.loss} | ${yes(storm.ok && storm.clients >= 10000)} |`);
 out();
 
