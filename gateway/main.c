@@ -34,8 +34,9 @@ static const struct cm_option options[] = {
     {"ack-replicas", CM_OPT_INT, OPT(ack_replicas), NULL, "N",
      "ack a message once N replicas have it (default: 1 with --redis-cluster, 0 with --redis)",
      0, 16, NULL},
-    {"ack-timeout-ms", CM_OPT_INT, OPT(ack_timeout_ms), "1000", "MS",
-     "how long an ack waits for replicas; past it, it says replicated:false", 1, 60000, NULL},
+    {"ack-timeout-ms", CM_OPT_INT, OPT(ack_timeout_ms), NULL, "MS",
+     "how long an ack waits for replicas, then says replicated:false (default: 1000, at most "
+     "half of --redis-timeout-ms)", 1, 60000, NULL},
     {"event-partitions", CM_OPT_INT, OPT(event_partitions), "16", "N",
      "Redis Cluster: streams the join and leave events are spread over", 1, 1024, NULL},
     {"id", CM_OPT_STR, OPT(id), NULL, "ID", "gateway id, unique in the cluster (default: random)",
@@ -322,8 +323,13 @@ static int configure(struct gw_server *srv, int argc, char **argv)
         fprintf(stderr, "error: %s\n", err);
         return 2;
     }
-    if (srv->cfg.ack_timeout_ms >= srv->cfg.redis_timeout_ms) {
-        /* A WAIT in flight that long would make the link watchdog drop it. */
+    /* A WAIT in flight as long as --redis-timeout-ms would make the link
+     * watchdog take it for a dead Redis. */
+    if (!srv->cfg.ack_timeout_ms) {
+        srv->cfg.ack_timeout_ms = srv->cfg.redis_timeout_ms / 2;
+        if (srv->cfg.ack_timeout_ms > 1000 || srv->cfg.ack_timeout_ms < 1)
+            srv->cfg.ack_timeout_ms = srv->cfg.ack_timeout_ms < 1 ? 1 : 1000;
+    } else if (srv->cfg.ack_timeout_ms >= srv->cfg.redis_timeout_ms) {
         fprintf(stderr, "error: --ack-timeout-ms must be below --redis-timeout-ms\n");
         return 2;
     }
