@@ -94,17 +94,22 @@ async function cmdOn(port, ...args) {
   }
 }
 
+const CLUSTER_ARGS = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
+  '--cluster-node-timeout', String(NODE_TIMEOUT_MS), '--cluster-require-full-coverage', 'no',
+  '--appendonly', 'no'];
+
+function redisCli(args, what) {
+  const r = spawnSync('redis-cli', args, { encoding: 'utf8', timeout: 60000 });
+  if (r.status !== 0) throw new Error(`redis-cli ${what} failed (${r.status}): ${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
 export async function startRedisCluster({ primaries = 3, replicas = 1 } = {}) {
   const n = primaries * (1 + replicas);
-  const nodes = await Promise.all(Array.from({ length: n }, () => startRedis({
-    extraArgs: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
-      '--cluster-node-timeout', String(NODE_TIMEOUT_MS), '--cluster-require-full-coverage', 'no',
-      '--appendonly', 'no'],
-  })));
+  const nodes = await Promise.all(Array.from({ length: n }, () => startRedis({ extraArgs: CLUSTER_ARGS })));
   const ports = nodes.map((r) => r.port);
-  const r = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`),
-    '--cluster-replicas', String(replicas), '--cluster-yes'], { encoding: 'utf8', timeout: 30000 });
-  if (r.status !== 0) throw new Error(`redis-cli --cluster create failed (${r.status}): ${r.stdout}\n${r.stderr}`);
+  redisCli(['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`),
+    '--cluster-replicas', String(replicas), '--cluster-yes'], 'create');
   await waitClusterOk(ports);
   await waitReplicasOnline(ports, replicas);
   return {
@@ -114,6 +119,20 @@ export async function startRedisCluster({ primaries = 3, replicas = 1 } = {}) {
     async topology() {
       const port = nodes.find((x) => x.proc.running).port;
       return parseNodes(await cmdOn(port, 'CLUSTER', 'NODES'));
+    },
+    // A new, empty primary joined with redis-cli --cluster add-node; with
+    // rebalance, slots are moved onto it (redis-cli --cluster rebalance
+    // --cluster-use-empty-masters, MIGRATE under the hood).
+    async addPrimary({ rebalance = true } = {}) {
+      const node = await startRedis({ extraArgs: CLUSTER_ARGS });
+      const seed = `127.0.0.1:${nodes.find((x) => x.proc.running).port}`;
+      redisCli(['--cluster', 'add-node', `127.0.0.1:${node.port}`, seed], 'add-node');
+      nodes.push(node);
+      const up = nodes.filter((x) => x.proc.running).map((x) => x.port);
+      await waitClusterOk(up, { known: up.length });
+      if (rebalance)
+        redisCli(['--cluster', 'rebalance', seed, '--cluster-use-empty-masters', '--cluster-yes'], 'rebalance');
+      return node;
     },
     // The node (from nodes) that serves slot as primary.
     async ownerOf(slot) {
