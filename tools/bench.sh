@@ -4,7 +4,7 @@
 # latency-versus-load plot to results/<timestamp>/.
 #
 #   tools/bench.sh [--quick] [--bin-dir DIR] [--build-dir DIR] [--out DIR] [--no-perf]
-#                  [--big-rooms]
+#                  [--big-rooms | --cluster]
 #
 #   --quick          a few seconds per run and smaller counts: checks the script
 #   --bin-dir DIR    use chat-gateway, chat-worker and chat-bench from DIR (no build)
@@ -12,6 +12,10 @@
 #   --out DIR        results directory [results/<UTC timestamp>]
 #   --no-perf        skip the perf profile of a gateway
 #   --big-rooms      only the big-room runs (issue 13), no perf profile
+#   --cluster        only the Redis Cluster case (tools/bench/cluster.sh): chat
+#                    over clusters of 1 and 3 shards, Redis CPU per message per
+#                    shard, the spread over shards, the cost of acks that wait
+#                    for a replica
 #
 # The cluster: redis-server on a free loopback port with persistence off
 # (--save '' --appendonly no: the throughput of the scripts, not of the
@@ -25,7 +29,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
-quick=0 bin_dir="" build_dir=/tmp/build-bench out="" perf_on=1 big_only=0
+quick=0 bin_dir="" build_dir=/tmp/build-bench out="" perf_on=1 big_only=0 cluster=0
 while (($#)); do
   case "$1" in
     --quick) quick=1; shift ;;
@@ -34,7 +38,8 @@ while (($#)); do
     --out) out=$2; shift 2 ;;
     --no-perf) perf_on=0; shift ;;
     --big-rooms) big_only=1 perf_on=0; shift ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --cluster) cluster=1; shift ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -52,6 +57,11 @@ fi
 for b in chat-gateway chat-worker chat-bench; do
   [ -x "$bin_dir/$b" ] || { echo "bench.sh: $bin_dir/$b not found" >&2; exit 2; }
 done
+
+if ((cluster)); then
+  out=${out:-$repo/results/cluster-$(date -u +%Y%m%d-%H%M%S)}
+  exec "$repo/tools/bench/cluster.sh" "$bin_dir" "$out" "$( ((quick)) && echo --quick)"
+fi
 
 # File descriptors: the gateway has no flag for its limit, so it (and
 # chat-bench) run under prlimit. Raising the hard limit needs root with

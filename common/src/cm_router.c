@@ -387,8 +387,9 @@ static void update_ready(struct cm_router *r)
         return;
     r->ready = ready;
     if (!ready) {
-        CM_WARN("redis %s: %zu slots have no reachable primary", r->o.name,
-                cm_router_slots_down(r));
+        if (r->o.cluster) /* one Redis: its links said so already */
+            CM_WARN("redis cluster: %zu slots have no reachable primary",
+                    cm_router_slots_down(r));
         return;
     }
     if (r->o.cluster)
