@@ -6,11 +6,16 @@
 # failover) is restarted with backoff, and the terminal says so. Only
 # Ctrl-C stops everything, gateways first so that they drain.
 #
-#   scripts/cluster.sh [--gateways N] [--workers N] [--base-port P]
+#   scripts/cluster.sh [--gateways N] [--workers N] [--base-port P] [--redis-cluster]
 #                      [--bin-dir DIR] [--state-dir DIR] [--print-haproxy-cfg]
 #
 # Defaults: 3 gateways, 2 workers, P = 8000. Ports: haproxy (the URL) on P,
-# gateways on P+1.., workers' HTTP on P+101.., Redis on P+200. --bin-dir
+# gateways on P+1.., workers' HTTP on P+101.., Redis on P+200. With
+# --redis-cluster, a 6-node Redis Cluster instead of one Redis: 3 primaries
+# and 3 replicas on P+200..P+205 (cluster bus on those + 10000), made with
+# redis-cli --cluster create on the first start; kill -9 a primary to watch
+# its replica take over (and this script restart the old one, which comes
+# back as a replica). --bin-dir
 # uses the binaries in DIR and skips installing and building. Logs, the
 # haproxy configuration and Redis data go to the state dir (.cluster/).
 # --print-haproxy-cfg prints the haproxy configuration and exits.
@@ -18,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-gateways=3 workers=2 base=8000 bin="" state=$PWD/.cluster print_cfg=0
+gateways=3 workers=2 base=8000 bin="" state=$PWD/.cluster print_cfg=0 rcluster=0
 while (($#)); do
   case "$1" in
     --gateways) gateways=$2; shift 2 ;;
@@ -27,7 +32,8 @@ while (($#)); do
     --bin-dir) bin=$2; shift 2 ;;
     --state-dir) state=$2; shift 2 ;;
     --print-haproxy-cfg) print_cfg=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --redis-cluster) rcluster=1; shift ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -36,11 +42,19 @@ for v in gateways workers base; do
 done
 ((gateways >= 1 && gateways <= 99 && workers >= 1 && workers <= 99)) ||
   { echo "--gateways and --workers: 1 to 99" >&2; exit 2; }
-((base >= 1 && base + 200 <= 65535)) || { echo "--base-port: 1 to 65335" >&2; exit 2; }
+((base >= 1 && base + 10205 <= 65535)) || { echo "--base-port: 1 to 55330" >&2; exit 2; }
 
 haproxy_port=$base
 redis_port=$((base + 200))
 redis_url=redis://127.0.0.1:$redis_port
+# What the workers and gateways are told: one Redis, or the cluster's seeds.
+redis_ports=("$redis_port")
+redis_flag=(--redis "$redis_url")
+if ((rcluster)); then
+  redis_ports=()
+  for i in 0 1 2 3 4 5; do redis_ports+=($((redis_port + i))); done
+  redis_flag=(--redis-cluster "$(printf '127.0.0.1:%s,' "${redis_ports[@]}" | sed 's/,$//')")
+fi
 gw_port() { echo $((base + $1)); }
 wk_port() { echo $((base + 100 + $1)); }
 
@@ -69,7 +83,7 @@ state=$(cd "$state" && pwd)
 
 # Refuse to start half a cluster on ports someone else holds.
 busy=()
-for p in "$haproxy_port" "$redis_port" $(for i in $(seq "$gateways"); do gw_port "$i"; done) \
+for p in "$haproxy_port" "${redis_ports[@]}" $(for i in $(seq "$gateways"); do gw_port "$i"; done) \
          $(for i in $(seq "$workers"); do wk_port "$i"; done); do
   (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && busy+=("$p")
 done
@@ -81,7 +95,7 @@ fi
 # Every process gets its own process group (job control), so a Ctrl-C in the
 # terminal reaches only this script, which then stops them in order.
 set -m
-gw_pids=() wk_pids=() hp_pid="" redis_pid=""
+gw_pids=() wk_pids=() hp_pid="" redis_pids=()
 
 # shellcheck disable=SC2317 # stop_group and stop run from the traps
 stop_group() { # timeout_s pid... : SIGTERM, wait up to timeout, then SIGKILL
@@ -115,7 +129,7 @@ stop() {
   stop_group 15 "${gw_pids[@]}"
   stop_group 10 "${wk_pids[@]}"
   stop_group 5 "$hp_pid"
-  stop_group 10 "$redis_pid"
+  stop_group 10 "${redis_pids[@]}"
   echo "stopped."
 }
 trap stop EXIT
@@ -133,18 +147,28 @@ wait_http() { # url name pid
 
 # One function per kind of process, so that the supervisor below can start
 # it again the same way. Each sets the process's PID in its slot.
-start_redis() {
-  redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state" --appendonly yes \
-    --save '' >>"$state/redis.log" 2>&1 &
-  redis_pid=$!
+start_redis() { # i: one Redis (0), or node i of the cluster
+  local port=${redis_ports[$1]} dir=$state args=()
+  if ((rcluster)); then
+    dir=$state/redis-$port
+    mkdir -p "$dir"
+    # require-full-coverage no: a shard failing over stops only that shard.
+    args=(--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000
+      --cluster-require-full-coverage no)
+  fi
+  local log=$state/redis.log
+  ((rcluster)) && log=$state/redis-$port.log
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --appendonly yes --save '' \
+    "${args[@]}" >>"$log" 2>&1 &
+  redis_pids[$1]=$!
 }
 start_worker() { # i
-  "$bin/chat-worker" --redis "$redis_url" --id "w$1" --listen "127.0.0.1:$(wk_port "$1")" \
+  "$bin/chat-worker" "${redis_flag[@]}" --id "w$1" --listen "127.0.0.1:$(wk_port "$1")" \
     2>>"$state/worker$1.log" &
   wk_pids[$1 - 1]=$!
 }
 start_gateway() { # i
-  "$bin/chat-gateway" --listen "127.0.0.1:$(gw_port "$1")" --redis "$redis_url" --id "gw$1" \
+  "$bin/chat-gateway" --listen "127.0.0.1:$(gw_port "$1")" "${redis_flag[@]}" --id "gw$1" \
     --web-root "$PWD/web" --drain-grace-ms 2000 2>>"$state/gateway$1.log" &
   gw_pids[$1 - 1]=$!
 }
@@ -153,12 +177,29 @@ start_haproxy() {
   hp_pid=$!
 }
 
-start_redis
-for _ in $(seq 100); do
-  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
-  kill -0 "$redis_pid" 2>/dev/null || { echo "redis-server exited; see $state/redis.log" >&2; exit 1; }
-  sleep 0.1
+for i in "${!redis_ports[@]}"; do start_redis "$i"; done
+for i in "${!redis_ports[@]}"; do
+  port=${redis_ports[$i]}
+  for _ in $(seq 100); do
+    redis-cli -p "$port" ping >/dev/null 2>&1 && break
+    kill -0 "${redis_pids[$i]}" 2>/dev/null ||
+      { echo "redis-server exited; see $state/" >&2; exit 1; }
+    sleep 0.1
+  done
 done
+if ((rcluster)); then
+  # The first start makes the cluster; later ones find it in nodes.conf.
+  if [ "$(redis-cli -p "$redis_port" cluster info | tr -d '\r' |
+      awk -F: '/cluster_known_nodes/ {print $2}')" = 1 ]; then
+    redis-cli --cluster create $(printf '127.0.0.1:%s ' "${redis_ports[@]}") \
+      --cluster-replicas 1 --cluster-yes >>"$state/redis-cluster-create.log" 2>&1 ||
+      { echo "redis-cli --cluster create failed; see $state/redis-cluster-create.log" >&2; exit 1; }
+  fi
+  for _ in $(seq 300); do
+    redis-cli -p "$redis_port" cluster info | grep -q 'cluster_state:ok' && break
+    sleep 0.1
+  done
+fi
 
 for i in $(seq "$workers"); do start_worker "$i"; done
 for i in $(seq "$gateways"); do start_gateway "$i"; done
@@ -180,16 +221,21 @@ declare -A started_at=() failures=()
 now_s() { date +%s; }
 write_pids() {
   {
-    echo "redis $redis_pid"
+    for i in "${!redis_ports[@]}"; do echo "$(redis_name "$i") ${redis_pids[$i]}"; done
     echo "haproxy $hp_pid"
     for i in $(seq "$workers"); do echo "worker w$i ${wk_pids[$((i - 1))]}"; done
     for i in $(seq "$gateways"); do echo "gateway gw$i ${gw_pids[$((i - 1))]}"; done
   } >"$state/pids"
 }
+redis_name() { # i: "redis", or "redis 8203" for a node of the cluster
+  if ((rcluster)); then echo "redis ${redis_ports[$1]}"; else echo redis; fi
+}
 # The name ("gateway gw2") and start command ("start_gateway 2") of a PID.
 name_of() {
   local pid=$1 i
-  [ "$pid" = "$redis_pid" ] && { echo "redis|start_redis"; return; }
+  for i in "${!redis_ports[@]}"; do
+    [ "$pid" = "${redis_pids[$i]}" ] && { echo "$(redis_name "$i")|start_redis $i"; return; }
+  done
   [ "$pid" = "$hp_pid" ] && { echo "haproxy|start_haproxy"; return; }
   for i in $(seq "$workers"); do
     [ "$pid" = "${wk_pids[$((i - 1))]}" ] && { echo "worker w$i|start_worker $i"; return; }
@@ -198,12 +244,12 @@ name_of() {
     [ "$pid" = "${gw_pids[$((i - 1))]}" ] && { echo "gateway gw$i|start_gateway $i"; return; }
   done
 }
-all_pids() { echo "$redis_pid" "$hp_pid" "${wk_pids[@]}" "${gw_pids[@]}"; }
+all_pids() { echo "${redis_pids[@]}" "$hp_pid" "${wk_pids[@]}" "${gw_pids[@]}"; }
 pid_started_by() { # "start_gateway 2" -> that gateway's PID now
   # shellcheck disable=SC2086 # split into the function and its argument
   set -- $1
   case $1 in
-    start_redis) echo "$redis_pid" ;;
+    start_redis) echo "${redis_pids[$2]}" ;;
     start_haproxy) echo "$hp_pid" ;;
     start_worker) echo "${wk_pids[$2 - 1]}" ;;
     start_gateway) echo "${gw_pids[$2 - 1]}" ;;
@@ -223,7 +269,12 @@ for p in $(all_pids); do started_at[$p]=$t0; done
 write_pids
 
 echo
-echo "chat cluster is up: Redis on 127.0.0.1:$redis_port, $workers worker(s), $gateways gateway(s) behind haproxy"
+if ((rcluster)); then
+  where="a Redis Cluster on 127.0.0.1:${redis_ports[0]}-${redis_ports[5]} (3 primaries, 3 replicas)"
+else
+  where="Redis on 127.0.0.1:$redis_port"
+fi
+echo "chat cluster is up: $where, $workers worker(s), $gateways gateway(s) behind haproxy"
 echo "  web chat:  http://127.0.0.1:$haproxy_port/"
 echo "  gateways:  $(for i in $(seq "$gateways"); do printf '127.0.0.1:%s ' "$(gw_port "$i")"; done)"
 echo "  haproxy:   $state/haproxy.cfg, runtime API on $state/haproxy.sock"
@@ -238,7 +289,7 @@ while :; do
   dead=""
   # No command substitution here: while all is well the script has no
   # child but the cluster's processes.
-  pids=("$redis_pid" "$hp_pid" "${wk_pids[@]}" "${gw_pids[@]}")
+  pids=("${redis_pids[@]}" "$hp_pid" "${wk_pids[@]}" "${gw_pids[@]}")
   wait -n -p dead "${pids[@]}"
   status=$?
   if [ -z "$dead" ]; then

@@ -50,9 +50,9 @@ free_port() {
 }
 
 if [ "$quick" = --quick ]; then
-  dur=3 rates="1000 3000"
+  dur=3 rates="1000 3000" ack_rate=1000
 else
-  dur=10 rates="2000 5000 10000 15000 20000"
+  dur=10 rates="2000 5000 10000 15000 20000" ack_rate=5000
 fi
 
 # start_cluster SHARDS: 2 x SHARDS redis-server nodes joined as SHARDS
@@ -200,8 +200,8 @@ for shards in 1 3; do
   stop_cluster
 done
 
-# What waiting for a replica costs: one rate, 3 shards, acks with and
-# without WAIT.
+# What waiting for a replica costs: a rate well within what the machine
+# carries, 3 shards, acks with and without WAIT.
 echo "==> acks with and without a replica's confirmation"
 start_cluster 3
 {
@@ -213,7 +213,7 @@ start_cluster 3
 } >>"$summary"
 for acks in 1 0; do
   gateways --ack-replicas "$acks"
-  run "acks$acks" 3 "${rates##* }" | sed "s/^/| $acks /" | tee -a "$summary"
+  run "acks$acks" 3 "$ack_rate" | sed "s/^/| $acks /" | tee -a "$summary"
   stop_gateways
 done
 stop_cluster
