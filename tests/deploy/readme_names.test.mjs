@@ -33,9 +33,9 @@ test('every metric deploy/README.md names is exported', async () => {
 test('every flag deploy/README.md names exists', () => {
   const flags = [...new Set(readme.match(/(?<![\w-])--[a-z][a-z-]+[a-z]/g))];
   const help = [gatewayBin, workerBin, benchBin].map((bin) => runToExit(bin, ['--help']).stdout).join('');
-  // Flags of other programs the README shows (scripts, docker, debootstrap).
+  // Flags of other programs the README shows (scripts, docker, debootstrap, redis-cli).
   const others = new Set(['--gateways', '--workers', '--base-port', '--bin-dir', '--build-arg', '--variant',
-    '--scale', '--build', '--network', '--print-haproxy-cfg', '--state-dir']);
+    '--scale', '--build', '--network', '--print-haproxy-cfg', '--state-dir', '--cluster']);
   const missing = flags.filter((f) => !others.has(f) && !help.includes(`${f} `));
   assert.deepEqual(missing, [], 'flags named in deploy/README.md that no binary has');
 });
