@@ -4,6 +4,9 @@
 // - rooms spread over every primary; chat across two gateways seeded on
 //   different nodes delivers every message once, in order, with history and
 //   recovery with `since`, and presence joins with the room's count;
+// - a nickname taken over from the other gateway: the old session is told
+//   `replaced` over the gateway's control channel (classic pub/sub, which a
+//   cluster carries to every node), in rooms on every primary;
 // - room traffic is sharded pub/sub: a classic SUBSCRIBE sees none of it;
 // - the seed a gateway was given can die: it learnt every node at start-up;
 // - a live slot migration of a busy room (redis-cli --cluster reshard of
@@ -83,6 +86,23 @@ test('chat across gateways in rooms on every primary: each message once, in orde
     assert.equal(jl.recovered, true);
     assert.deepEqual(jl.history.map((m) => m.seq), [16, 17, 18, 19, 20]);
     for (const c of [a, b, late]) c.close();
+  }
+});
+
+test('takeover across gateways, in rooms on every primary', { timeout: 30000 }, async () => {
+  for (const p of primaries) {
+    const room = await roomOn(p, 'takeover');
+    const obs = await connect(gw2.url);
+    await obs.join(room, 'obs');
+    const old = await connect(gw1.url);
+    await old.join(room, 'bob');
+    const neu = await connect(gw2.url);
+    const j = await neu.join(room, 'bob');
+    assert.deepEqual(j.members.map((m) => m.nickname).sort(), ['bob', 'obs'], 'bob is listed once');
+    assert.equal((await old.next({ type: 'left', room }, 5000)).reason, 'replaced');
+    await neu.say(room, 'new bob');
+    assert.equal((await obs.next({ type: 'message', room, message: 'new bob' })).nickname, 'bob');
+    for (const c of [obs, old, neu]) c.close();
   }
 });
 
