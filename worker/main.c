@@ -38,8 +38,15 @@ static int check_listen(const char *value, char *err, size_t errlen)
 #define OPT(field) offsetof(struct wk_config, field)
 
 static const struct cm_option options[] = {
-    {"redis", CM_OPT_STR, OPT(redis), "redis://127.0.0.1:6379", "URL",
-     "Redis to use: redis://[[user]:password@]host[:port][/db]", 0, 0, cm_check_redis_url},
+    {"redis", CM_OPT_STR, OPT(redis), NULL, "URL",
+     "one Redis: redis://[[user]:password@]host[:port][/db] (default: " CM_REDIS_DEFAULT ")", 0,
+     0, cm_check_redis_url},
+    {"redis-cluster", CM_OPT_STR, OPT(redis_cluster), NULL, "NODES",
+     "a Redis Cluster instead: seed nodes, host:port or redis:// URLs, comma-separated", 0, 0,
+     cm_check_redis_seeds},
+    {"event-partitions", CM_OPT_INT, OPT(event_partitions), "16", "N",
+     "Redis Cluster: the events streams to consume (as the gateways' --event-partitions)", 1,
+     1024, NULL},
     {"id", CM_OPT_STR, OPT(id), NULL, "ID",
      "consumer name in the workers group (default: w- and 8 random hex digits)", 0, 0, check_id},
     {"listen", CM_OPT_STR, OPT(listen), NULL, "HOST:PORT",
@@ -75,6 +82,12 @@ int main(int argc, char **argv)
         return 0;
     if (rc != CM_CONFIG_OK)
         return 2;
+    char err[160];
+    if (cm_redis_target_parse(srv.cfg.redis, srv.cfg.redis_cluster, &srv.redis, err,
+                              sizeof(err)) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return 2;
+    }
     cm_log_level_parse(srv.cfg.log_level, &level);
     cm_log_set_level(level);
     if (srv.cfg.id && srv.cfg.id[0] != '\0') {
