@@ -38,15 +38,7 @@ static int check_listen(const char *value, char *err, size_t errlen)
 #define OPT(field) offsetof(struct wk_config, field)
 
 static const struct cm_option options[] = {
-    {"redis", CM_OPT_STR, OPT(redis), NULL, "URL",
-     "one Redis: redis://[[user]:password@]host[:port][/db] (default: " CM_REDIS_DEFAULT ")", 0,
-     0, cm_check_redis_url},
-    {"redis-cluster", CM_OPT_STR, OPT(redis_cluster), NULL, "NODES",
-     "a Redis Cluster instead: seed nodes, host:port or redis:// URLs, comma-separated", 0, 0,
-     cm_check_redis_seeds},
-    {"event-partitions", CM_OPT_INT, OPT(event_partitions), "16", "N",
-     "Redis Cluster: the events streams to consume (as the gateways' --event-partitions)", 1,
-     1024, NULL},
+    CM_REDIS_OPTIONS(OPT(redis), OPT(redis_cluster), OPT(event_partitions)),
     {"id", CM_OPT_STR, OPT(id), NULL, "ID",
      "consumer name in the workers group (default: w- and 8 random hex digits)", 0, 0, check_id},
     {"listen", CM_OPT_STR, OPT(listen), NULL, "HOST:PORT",

@@ -54,6 +54,21 @@ async function cmdAt(key, ...args) {
   }
 }
 
+// In every room: a watcher on gw1 and `nickname` on gw. Resolves with
+// [room, watcher] pairs.
+async function watched(rooms, gw, nickname) {
+  const out = [];
+  for (const room of rooms) {
+    const w = await connect(gw1.url);
+    await w.join(room, 'watcher');
+    const m = await connect(gw.url);
+    await m.join(room, nickname);
+    await w.next({ type: 'presence', room, event: 'join', nickname });
+    out.push([room, w, m]);
+  }
+  return out;
+}
+
 async function membersOf(room) {
   const r = await httpGet(`${gw1.http}/api/rooms/${room}/members`);
   assert.equal(r.status, 200);
@@ -80,16 +95,8 @@ test('--redis and --redis-cluster together is a usage error', { timeout: 15000 }
 test('a member that closes is seen leaving, in rooms on every primary', { timeout: 60000 }, async () => {
   const rooms = roomsEverywhere('close');
   assert.ok(new Set(rooms.map(partitionOf)).size >= 3, 'the rooms span several partitions');
-  const watchers = [];
-  for (const room of rooms) {
-    const w = await connect(gw1.url);
-    await w.join(room, 'watcher');
-    const l = await connect(gw2.url);
-    await l.join(room, 'leaver');
-    await w.next({ type: 'presence', room, event: 'join', nickname: 'leaver' });
-    l.close();
-    watchers.push([room, w]);
-  }
+  const watchers = await watched(rooms, gw2, 'leaver');
+  for (const [, , leaver] of watchers) leaver.close();
   for (const [room, w] of watchers) {
     const p = await w.next({ type: 'presence', room, event: 'leave', nickname: 'leaver' }, 10000);
     assert.equal(p.reason, 'closed');
@@ -107,14 +114,7 @@ test('a member that closes is seen leaving, in rooms on every primary', { timeou
 test('a drained gateway leaves nothing behind', { timeout: 60000 }, async () => {
   const gw3 = await startGateway({ redisCluster: rc.seeds, extraArgs: [...FAST, '--drain-grace-ms', '100'] });
   const rooms = roomsEverywhere('drain');
-  const watchers = [];
-  for (const room of rooms) {
-    const w = await connect(gw1.url);
-    await w.join(room, 'watcher');
-    const m = await connect(gw3.url);
-    await m.join(room, 'drained');
-    watchers.push([room, w]);
-  }
+  const watchers = await watched(rooms, gw3, 'drained');
   assert.notEqual(await cmdAt('chat:{gateways}', 'ZSCORE', 'chat:{gateways}', gw3.id), null, 'it beats under {gateways}');
   gw3.kill('SIGTERM');
   const { code } = await gw3.waitExit(10000);
@@ -133,14 +133,7 @@ test('a drained gateway leaves nothing behind', { timeout: 60000 }, async () => 
 
 test('kill -9 of a gateway: its members leave with gateway_lost, its keys go', { timeout: 60000 }, async () => {
   const rooms = roomsEverywhere('kill9');
-  const watchers = [];
-  for (const room of rooms) {
-    const w = await connect(gw1.url);
-    await w.join(room, 'watcher');
-    const x = await connect(gw2.url);
-    await x.join(room, 'doomed');
-    watchers.push([room, w]);
-  }
+  const watchers = await watched(rooms, gw2, 'doomed');
   const t0 = Date.now();
   gw2.kill('SIGKILL');
   await Promise.all(watchers.map(async ([room, w]) => {
