@@ -2,13 +2,12 @@
  * The consumer groups on the events partitions (docs/ARCHITECTURE.md,
  * "Events"): chat:events with one Redis, chat:events:{0..N-1} in a cluster.
  *
- * Every worker reads new entries in rounds, on connections of their own
- * (the store's "events" router): one XREADGROUP per partition (as many as
- * the in-flight bound allows, starting where the last round stopped), sent
- * together. With one Redis there is one partition and its read blocks, so
- * a round is one blocking read, as it always was. In a cluster the reads
+ * Every worker reads new entries on connections of their own (the store's
+ * "events" router), each partition on its own: one XREADGROUP at a time,
+ * within a bound on the entries being applied. With one Redis there is one
+ * partition and its read blocks, as it always did. In a cluster the reads
  * do not block, since one blocking read cannot span partitions (they are
- * in different slots, usually on different primaries): a round that found
+ * in different slots, usually on different primaries): a read that found
  * entries is followed at once by the next, one that found nothing after
  * WK_READ_IDLE_MS. An entry is
  * acknowledged only after its effect is in Redis: for a leave, the leave
@@ -262,78 +261,61 @@ bool wk_events_groups_ready(const struct wk_server *srv)
 
 /* ---- reading ------------------------------------------------------------- */
 
-static void idle_start(struct wk_server *srv)
-{
-    struct timeval tv = {WK_READ_IDLE_MS / 1000, (suseconds_t)(WK_READ_IDLE_MS % 1000) * 1000};
-    evtimer_add(srv->ev.idle, &tv);
-}
-
-/* The last read of a round is back: the next round now, or after a pause
- * if this one found nothing. */
-static void round_end(struct wk_server *srv)
-{
-    struct wk_events_state *e = &srv->ev;
-    if (e->round_reads > 0 || srv->stopping)
-        return;
-    /* A blocking read that found nothing has waited already. */
-    if (e->round_found > 0 || wk_store_reads_block(srv->store))
-        wk_events_pump(srv);
-    else
-        idle_start(srv);
-}
-
 static void read_cb(void *priv, const struct wk_store_result *res,
                     const struct wk_store_entries *entries)
 {
     struct wk_partition *pt = priv;
     struct wk_server *srv = pt->srv;
-    struct wk_events_state *e = &srv->ev;
     pt->reading = false;
-    e->round_reads--;
+    srv->ev.reads--;
     if (res->nogroup) {
         group_lost(pt);
     } else if (res->status == WK_STORE_REFUSED) {
         CM_WARN("events: XREADGROUP failed: %s", res->error);
         retry_later(srv);
     } else if (res->status == WK_STORE_OK) {
-        e->round_found += entries->n;
+        /* Nothing new: a blocking read has waited already; a polled
+         * partition pauses before its next read. */
+        if (entries->n == 0 && !wk_store_reads_block(srv->store) && !srv->stopping) {
+            struct timeval tv = {0, (suseconds_t)WK_READ_IDLE_MS * 1000};
+            evtimer_add(pt->idle, &tv);
+        }
         entries_apply(pt, entries);
     } else {
         retry_later(srv); /* LOST: its link went away */
     }
-    round_end(srv);
+    wk_events_pump(srv);
     wk_server_check_drained(srv);
 }
 
 void wk_events_pump(struct wk_server *srv)
 {
     struct wk_events_state *e = &srv->ev;
-    if (srv->stopping || e->round_reads > 0 || evtimer_pending(e->idle, NULL))
+    if (srv->stopping || e->nparts == 0)
         return;
-    e->round_found = 0;
-    /* Round robin, within the bound on entries being applied: op_free
-     * pumps again as work completes. */
-    int budget = WK_INFLIGHT_MAX - e->inflight;
+    /* Each partition reads on its own, so a shard that is slow or failing
+     * over holds up only its own partitions. Within the bound on entries
+     * being applied (op_free pumps again as work completes), starting one
+     * partition further each time, so that none is always last. */
+    int budget = WK_INFLIGHT_MAX - e->inflight - e->reads * WK_READ_COUNT;
     for (int i = 0; i < e->nparts && budget >= WK_READ_COUNT; i++) {
         struct wk_partition *pt = &e->parts[(e->next + i) % e->nparts];
-        if (!pt->group_ready || pt->reading || !wk_store_partition_ready(srv->store, pt->index))
+        if (!pt->group_ready || pt->reading || evtimer_pending(pt->idle, NULL) ||
+            !wk_store_partition_ready(srv->store, pt->index))
             continue;
         if (wk_store_read(srv->store, pt->index, WK_READ_COUNT, read_cb, pt) != 0)
             continue;
         pt->reading = true;
-        e->round_reads++;
+        e->reads++;
         budget -= WK_READ_COUNT;
     }
     e->next = (e->next + 1) % e->nparts;
-    /* Nothing could be read (no group yet, a shard failing over, the bound
-     * reached): look again after the pause. */
-    if (e->round_reads == 0)
-        idle_start(srv);
 }
 
 static void idle_cb(evutil_socket_t fd, short what, void *arg)
 {
-    wk_events_pump(arg);
+    struct wk_partition *pt = arg;
+    wk_events_pump(pt->srv);
 }
 
 /* ---- claiming and the pending count -------------------------------------- */
@@ -409,6 +391,9 @@ void wk_events_sweep(struct wk_server *srv)
             pt->pending_busy = true;
         claim_send(pt, "0-0");
     }
+    /* A partition whose shard was away, or whose group was missing, reads
+     * again from here at the latest. */
+    wk_events_pump(srv);
 }
 
 /* ---- life cycle ---------------------------------------------------------- */
@@ -425,11 +410,15 @@ int wk_events_init(struct wk_server *srv)
     struct wk_events_state *e = &srv->ev;
     e->nparts = wk_store_partitions(srv->store);
     e->parts = cm_calloc((size_t)e->nparts, sizeof(*e->parts));
-    for (int p = 0; p < e->nparts; p++)
-        e->parts[p] = (struct wk_partition){.srv = srv, .index = p};
+    for (int p = 0; p < e->nparts; p++) {
+        struct wk_partition *pt = &e->parts[p];
+        *pt = (struct wk_partition){.srv = srv, .index = p};
+        pt->idle = evtimer_new(srv->base, idle_cb, pt);
+        if (!pt->idle)
+            return -1;
+    }
     e->retry = evtimer_new(srv->base, retry_cb, srv);
-    e->idle = evtimer_new(srv->base, idle_cb, srv);
-    return e->retry && e->idle ? 0 : -1;
+    return e->retry ? 0 : -1;
 }
 
 void wk_events_close(struct wk_server *srv)
@@ -437,9 +426,10 @@ void wk_events_close(struct wk_server *srv)
     struct wk_events_state *e = &srv->ev;
     if (e->retry)
         event_free(e->retry);
-    if (e->idle)
-        event_free(e->idle);
-    e->retry = e->idle = NULL;
+    e->retry = NULL;
+    for (int p = 0; p < e->nparts; p++)
+        if (e->parts[p].idle)
+            event_free(e->parts[p].idle);
     free(e->parts);
     e->parts = NULL;
     e->nparts = 0;
@@ -470,9 +460,9 @@ void wk_events_conn_ready(struct wk_server *srv)
 void wk_events_stop(struct wk_server *srv)
 {
     struct wk_events_state *e = &srv->ev;
-    if (e->idle)
-        evtimer_del(e->idle);
-    if (e->round_reads == 0 || e->unblock_sent)
+    for (int p = 0; p < e->nparts; p++)
+        evtimer_del(e->parts[p].idle);
+    if (e->reads == 0 || e->unblock_sent)
         return;
     /* A blocked XREADGROUP returns at once, as if its BLOCK had ended. */
     if (wk_store_unblock_read(srv->store) == 0)
@@ -482,5 +472,5 @@ void wk_events_stop(struct wk_server *srv)
 bool wk_events_idle(const struct wk_server *srv)
 {
     const struct wk_events_state *e = &srv->ev;
-    return e->round_reads == 0 && e->claims == 0 && e->inflight == 0;
+    return e->reads == 0 && e->claims == 0 && e->inflight == 0;
 }

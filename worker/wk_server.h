@@ -36,7 +36,7 @@ struct evhttp;
 
 #define WK_READ_COUNT 100     /* entries per XREADGROUP */
 #define WK_READ_BLOCK_MS 2000 /* how long one XREADGROUP blocks, with one Redis */
-#define WK_READ_IDLE_MS 50    /* a cluster: pause after a round of reads that found nothing */
+#define WK_READ_IDLE_MS 50    /* a cluster: a partition's pause after a read that found nothing */
 #define WK_CLAIM_COUNT 100    /* entries per XAUTOCLAIM */
 #define WK_INFLIGHT_MAX 1000  /* entries being applied at once; reading pauses above */
 #define WK_DRAIN_MS 3000      /* how long shutdown waits for in-flight work */
@@ -81,6 +81,7 @@ struct wk_partition {
     bool claiming;       /* XAUTOCLAIM outstanding */
     bool pending_busy;   /* XPENDING outstanding */
     long long pending;   /* its XPENDING count at the last sweep */
+    struct event *idle;  /* the pause after a read that found nothing */
 };
 
 /* Consumer-group state (wk_events.c). */
@@ -88,14 +89,12 @@ struct wk_events_state {
     struct wk_partition *parts; /* one per events partition */
     int nparts;
     int groups_ready;    /* partitions whose group is known to exist */
-    int next;            /* the partition the next round starts at */
-    int round_reads;     /* reads of the current round still outstanding */
-    size_t round_found;  /* entries the current round found so far */
+    int next;            /* the partition the next pump looks at first */
+    int reads;           /* XREADGROUPs outstanding */
     int claims;          /* XAUTOCLAIMs outstanding */
     bool unblock_sent;   /* CLIENT UNBLOCK sent at shutdown */
     int inflight;        /* entries being applied */
     struct event *retry; /* re-read after an error reply */
-    struct event *idle;  /* the pause after a round that found nothing */
 };
 
 /* Gateway liveness state (wk_sweep.c). */
@@ -155,13 +154,13 @@ void wk_events_close(struct wk_server *srv);
 void wk_events_cmd_ready(struct wk_server *srv);
 void wk_events_cmd_down(struct wk_server *srv);
 void wk_events_conn_ready(struct wk_server *srv);
-/* Starts the next round of reads if everything allows it. */
+/* Sends the next read of every partition that may read now. */
 void wk_events_pump(struct wk_server *srv);
 /* Every partition's consumer group exists. */
 bool wk_events_groups_ready(const struct wk_server *srv);
 /* Per tick: refreshes the pending count and claims idle entries. */
 void wk_events_sweep(struct wk_server *srv);
-/* Shutdown: no more rounds of reads; a blocked read is released. */
+/* Shutdown: no more reads; a blocked read is released. */
 void wk_events_stop(struct wk_server *srv);
 /* Nothing read, being applied, or being claimed. */
 bool wk_events_idle(const struct wk_server *srv);

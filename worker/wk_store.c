@@ -852,6 +852,15 @@ bool wk_store_ready(const struct wk_store *st)
     return !st->closing && cm_router_ready(st->redis) && cm_router_ready(st->reads);
 }
 
+bool wk_store_sweep_ready(const struct wk_store *st)
+{
+    if (st->closing)
+        return false;
+    if (!st->cfg.cluster)
+        return cm_router_ready(st->redis);
+    return cm_router_key_ready(st->redis, st->gateways[CM_GATEWAYS_LIVE]);
+}
+
 bool wk_store_reads_block(const struct wk_store *st)
 {
     return !st->cfg.cluster;

@@ -83,6 +83,11 @@ void wk_store_free(struct wk_store *st);
 /* Every slot has a reachable primary on both routers (one Redis: both
  * links are up). */
 bool wk_store_ready(const struct wk_store *st);
+/* The sweep may run: the commands link is up (one Redis), or, in a
+ * cluster, the primary of the gateway liveness keys is reachable (a shard
+ * failing over holds up only the calls for its own keys, which fail at
+ * once). */
+bool wk_store_sweep_ready(const struct wk_store *st);
 /* Reads block (one Redis): a read that found nothing has waited already. */
 bool wk_store_reads_block(const struct wk_store *st);
 /* The events partitions: 1 with one Redis, --event-partitions in a cluster. */

@@ -254,7 +254,7 @@ void wk_sweep_leave_group(struct wk_server *srv, void (*fn)(struct wk_server *))
 static void sweep_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct wk_server *srv = arg;
-    if (srv->stopping || !wk_store_ready(srv->store))
+    if (srv->stopping || !wk_store_sweep_ready(srv->store))
         return;
     srv->m.sweeps++;
     wk_events_sweep(srv);
