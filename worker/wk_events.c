@@ -208,8 +208,7 @@ static void group_lost(struct wk_partition *pt)
 {
     struct wk_server *srv = pt->srv;
     if (pt->group_ready) {
-        CM_WARN("events: the consumer group of partition %d is gone; creating it again",
-                pt->index);
+        CM_WARN("events: the consumer group of partition %d is gone; creating it again", pt->index);
         srv->ev.groups_ready--;
     }
     pt->group_ready = false;

@@ -6,9 +6,10 @@
  * bounded however many rooms there are; a full pass takes (rooms / batch)
  * ticks. SCAN walks one node: in a cluster the pass goes over each primary
  * in turn, and starts that primary's walk again when the topology changed
- * under it (a primary that moved is scanned from its start). For each room found, retention.lua applies the age rules
- * atomically: an idle room with no members loses all its keys; a live room
- * loses only its history entries older than the limit. Every worker scans
+ * under it (a primary that moved is scanned from its start). For each
+ * room found, retention.lua applies the age rules atomically: an idle room
+ * with no members loses all its keys; a live room loses only its history
+ * entries older than the limit. Every worker scans
  * on its own; the script is idempotent, so overlapping passes are harmless.
  */
 #include "cm_log.h"

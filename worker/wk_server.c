@@ -106,17 +106,18 @@ int wk_server_init(struct wk_server *srv)
         return -1;
     }
     srv->loop = wk_loop_new(srv->base);
-    srv->store = wk_store_new(
-        &(struct wk_store_config){.seeds = srv->redis.seeds,
-                                  .nseeds = srv->redis.nseeds,
-                                  .cluster = srv->redis.cluster,
-                                  .partitions = (int)srv->cfg.event_partitions,
-                                  .consumer = srv->id,
-                                  .read_block_ms = WK_READ_BLOCK_MS},
-        srv->loop,
-        &(struct wk_store_hooks){
-            .owner = srv, .commands_ready = commands_ready, .commands_lost = commands_lost,
-            .events_ready = events_ready});
+    srv->store =
+        wk_store_new(&(struct wk_store_config){.seeds = srv->redis.seeds,
+                                               .nseeds = srv->redis.nseeds,
+                                               .cluster = srv->redis.cluster,
+                                               .partitions = (int)srv->cfg.event_partitions,
+                                               .consumer = srv->id,
+                                               .read_block_ms = WK_READ_BLOCK_MS},
+                     srv->loop,
+                     &(struct wk_store_hooks){.owner = srv,
+                                              .commands_ready = commands_ready,
+                                              .commands_lost = commands_lost,
+                                              .events_ready = events_ready});
     if (wk_events_init(srv) != 0 || wk_sweep_init(srv) != 0) {
         CM_ERROR("cannot set up the timers");
         return -1;

@@ -38,7 +38,7 @@ struct wk_store {
     char consumer[WK_ID_MAX + 1];
     struct cm_router *redis; /* "commands" */
     struct cm_router *reads; /* "events": only XREADGROUP */
-    bool closing; /* wk_store_free is running: no new calls */
+    bool closing;            /* wk_store_free is running: no new calls */
     enum cm_script scripts[CM_SCRIPT__COUNT];
     char (*events)[CM_KEY_MAX]; /* the stream of each partition */
     char group_name[CM_KEY_MAX + 32];
@@ -280,17 +280,16 @@ int wk_store_read(struct wk_store *st, int p, int count, wk_store_entries_fn *fn
     char n[16], block[24];
     snprintf(n, sizeof(n), "%d", count);
     snprintf(block, sizeof(block), "%lld", st->cfg.read_block_ms);
-    const char *argv[] = {"XREADGROUP", "GROUP",   CM_EVENTS_GROUP, st->consumer, "COUNT", n,
-                          "STREAMS",    st->events[p], ">",         NULL,         NULL};
-    int argc = 9;
+    const char *argv[11] = {"XREADGROUP", "GROUP", CM_EVENTS_GROUP, st->consumer, "COUNT", n};
+    int argc = 6;
     if (wk_store_reads_block(st)) {
-        /* BLOCK goes before STREAMS. */
-        memmove(&argv[8], &argv[6], 3 * sizeof(*argv));
-        argv[6] = "BLOCK";
-        argv[7] = block;
-        argc = 11;
+        argv[argc++] = "BLOCK";
+        argv[argc++] = block;
     }
-    size_t lens[11];
+    argv[argc++] = "STREAMS";
+    argv[argc++] = st->events[p];
+    argv[argc++] = ">";
+    size_t lens[CM_ARRAY_LEN(argv)];
     lens_of(argc, argv, lens);
     if (st->closing)
         return -1;
@@ -310,8 +309,8 @@ static void on_ignored(redisReply *reply, void *priv)
 int wk_store_unblock_read(struct wk_store *st)
 {
     char id[24];
-    long long cid = st->closing || !wk_store_reads_block(st) ? -1
-                                                             : cm_router_client_id_at(st->reads, 0);
+    long long cid =
+        st->closing || !wk_store_reads_block(st) ? -1 : cm_router_client_id_at(st->reads, 0);
     if (cid < 0)
         return -1;
     snprintf(id, sizeof(id), "%lld", cid);
@@ -600,9 +599,9 @@ static void on_finish_check(redisReply *reply, void *priv)
         const char *argv[] = {"DEL", f->registry};
         size_t lens[2];
         lens_of(2, argv, lens);
-        rc = st->closing ? -1
-                         : cm_router_command(st->redis, f->registry, on_finish_del, f, 2, argv,
-                                             lens);
+        rc = st->closing
+                 ? -1
+                 : cm_router_command(st->redis, f->registry, on_finish_del, f, 2, argv, lens);
     } else if (res.status == WK_STORE_OK) {
         rc = finish_script(f); /* back: the script forgets the claim only */
     }
@@ -637,9 +636,8 @@ int wk_store_finish_gateway(struct wk_store *st, const char *gateway, wk_store_f
     const char *argv[] = {"ZSCORE", live, f->gateway};
     size_t lens[3];
     lens_of(3, argv, lens);
-    int rc = st->cfg.cluster
-                 ? cm_router_command(st->redis, live, on_finish_check, f, 3, argv, lens)
-                 : finish_script(f);
+    int rc = st->cfg.cluster ? cm_router_command(st->redis, live, on_finish_check, f, 3, argv, lens)
+                             : finish_script(f);
     if (rc != 0)
         free(f);
     return rc;
@@ -705,8 +703,8 @@ const char *wk_store_node_name(const struct wk_store *st, size_t node)
     return cm_router_primary_name(st->redis, node);
 }
 
-int wk_store_scan_rooms(struct wk_store *st, size_t node, const char *cursor,
-                        wk_store_rooms_fn *fn, void *priv)
+int wk_store_scan_rooms(struct wk_store *st, size_t node, const char *cursor, wk_store_rooms_fn *fn,
+                        void *priv)
 {
     const char *argv[] = {"SCAN",    cursor[0] ? cursor : "0", "MATCH", ROOM_META_PATTERN, "COUNT",
                           SCAN_COUNT};
@@ -815,18 +813,32 @@ struct wk_store *wk_store_new(const struct wk_store_config *cfg, const struct cm
     /* Every script is loaded, as the worker always has: a cache warm for
      * the gateway's scripts too costs one round trip at connect. No idle
      * PING: the event reads keep every command link busy. */
-    st->redis = cm_router_new(&(struct cm_router_opts){
-        .name = "worker", .seeds = cfg->seeds, .nseeds = cfg->nseeds, .cluster = cfg->cluster,
-        .loop = loop, .hooks = &router_hooks, .owner = st, .scripts = st->scripts,
-        .nscripts = CM_SCRIPT__COUNT, .timeout_ms = COMMANDS_TIMEOUT_MS, .watch_ms = WATCH_MS,
-        .probe_ms = 0});
+    st->redis = cm_router_new(&(struct cm_router_opts){.name = "commands",
+                                                       .seeds = cfg->seeds,
+                                                       .nseeds = cfg->nseeds,
+                                                       .cluster = cfg->cluster,
+                                                       .loop = loop,
+                                                       .hooks = &router_hooks,
+                                                       .owner = st,
+                                                       .scripts = st->scripts,
+                                                       .nscripts = CM_SCRIPT__COUNT,
+                                                       .timeout_ms = COMMANDS_TIMEOUT_MS,
+                                                       .watch_ms = WATCH_MS,
+                                                       .probe_ms = 0});
     /* With one Redis: its CLIENT ID is what CLIENT UNBLOCK names at
      * shutdown, and a read that blocks read_block_ms is not a stall. */
     st->reads = cm_router_new(&(struct cm_router_opts){
-        .name = "events", .seeds = cfg->seeds, .nseeds = cfg->nseeds, .cluster = cfg->cluster,
-        .loop = loop, .hooks = &reads_hooks, .owner = st,
+        .name = "events",
+        .seeds = cfg->seeds,
+        .nseeds = cfg->nseeds,
+        .cluster = cfg->cluster,
+        .loop = loop,
+        .hooks = &reads_hooks,
+        .owner = st,
         .timeout_ms = COMMANDS_TIMEOUT_MS + (cfg->cluster ? 0 : cfg->read_block_ms),
-        .watch_ms = WATCH_MS, .probe_ms = 0, .client_id = !cfg->cluster});
+        .watch_ms = WATCH_MS,
+        .probe_ms = 0,
+        .client_id = !cfg->cluster});
     return st;
 }
 

@@ -68,8 +68,8 @@ struct wk_store_config {
     const struct cm_redis_url *seeds; /* one Redis (cluster false), or seed nodes */
     size_t nseeds;
     bool cluster;
-    int partitions;       /* events streams; forced to 1 with one Redis */
-    const char *consumer; /* this worker's name in the consumer groups */
+    int partitions;          /* events streams; forced to 1 with one Redis */
+    const char *consumer;    /* this worker's name in the consumer groups */
     long long read_block_ms; /* how long one XREADGROUP blocks, with one Redis */
 };
 
@@ -245,8 +245,8 @@ typedef void wk_store_rooms_fn(void *priv, const struct wk_store_result *res, co
                                size_t n, const char *const *rooms);
 /* One SCAN step over the rooms' meta keys on one node, from cursor ("" or
  * "0": a new pass). */
-int wk_store_scan_rooms(struct wk_store *st, size_t node, const char *cursor,
-                        wk_store_rooms_fn *fn, void *priv);
+int wk_store_scan_rooms(struct wk_store *st, size_t node, const char *cursor, wk_store_rooms_fn *fn,
+                        void *priv);
 
 /* expired: the room was idle and empty and lost all its keys; trimmed:
  * history entries removed by age. */

@@ -70,8 +70,8 @@ size_t cm_key_gateways(char *out, enum cm_gateways_key which, bool cluster)
     static const char *const suffix[] = {"", ":dead", ":sweep"};
     if ((unsigned)which >= CM_ARRAY_LEN(suffix))
         which = CM_GATEWAYS_LIVE;
-    return written(
-        snprintf(out, CM_KEY_MAX, "%s%s", cluster ? "chat:{gateways}" : "chat:gateways", suffix[which]));
+    return written(snprintf(out, CM_KEY_MAX, "%s%s", cluster ? "chat:{gateways}" : "chat:gateways",
+                            suffix[which]));
 }
 
 size_t cm_key_gw_control(char *out, const char *gateway_id)
