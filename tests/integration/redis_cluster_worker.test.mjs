@@ -7,7 +7,9 @@
 // - kill -9 of a gateway: one worker claims it (the liveness keys share the
 //   {gateways} slot), its members leave with gateway_lost within the usual
 //   bound, and its registry and claim are gone;
-// - retention expires an idle empty room on every primary (SCAN is per node).
+// - retention expires an idle empty room on every primary (SCAN is per node);
+// - a leave sent while its shard fails over (kill -9 of the primary) still
+//   takes effect: no ghost member.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -165,4 +167,33 @@ test('retention expires an idle empty room on every primary', { timeout: 60000 }
   }
   const logs = workers.map((w) => w.stderr).join('');
   for (const room of rooms) assert.match(logs, new RegExp(`room ${room}: expired`));
+});
+
+// Last: it kills a primary. A leave sent while the shard of its room and
+// partition fails over is retried, not dropped: no ghost member stays.
+test('kill -9 of a primary: a leave sent meanwhile still takes effect', { timeout: 60000 }, async () => {
+  const gw4 = await startGateway({ redisCluster: rc.seeds, extraArgs: FAST });
+  // A room whose events partition is on the same primary as the room.
+  let room;
+  let owner;
+  for (const p of primaries) {
+    room = [0, 1, 2, 3, 4, 5, 6, 7].map(() => roomOn(p, 'failover'))
+      .find((r) => p.slots.some(([a, b]) => {
+        const s = keySlot(`chat:events:{${partitionOf(r)}}`);
+        return s >= a && s <= b;
+      }));
+    if (room) {
+      owner = p;
+      break;
+    }
+  }
+  assert.ok(room, 'a room and its partition on one primary');
+  const [[, w, leaver]] = await watched([room], gw4, 'leaver');
+  rc.nodes.find((n) => n.port === owner.port).kill('SIGKILL');
+  leaver.close();
+  await waitFor(async () => {
+    const r = await httpGet(`${gw1.http}/api/rooms/${room}/members`);
+    return r.status === 200 && JSON.stringify(r.json().members.map((m) => m.nickname)) === '["watcher"]';
+  }, { timeoutMs: 30000, intervalMs: 200, what: 'the leave applied on the promoted replica' });
+  w.close();
 });
