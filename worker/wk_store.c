@@ -1,6 +1,6 @@
 /*
  * The worker's store: keys, command and script arguments, and reply
- * shapes, on a common/cm_router. See wk_store.h for the contract.
+ * shapes, on two common/cm_routers. See wk_store.h for the contract.
  *
  * Nothing here decides what to retry: each answer says how its call ended
  * (OK, refused, lost; transient or not) and the caller's policy does the
