@@ -260,6 +260,14 @@ bool wk_events_groups_ready(const struct wk_server *srv)
 
 /* ---- reading ------------------------------------------------------------- */
 
+/* The partition reads again after ms, not before. */
+static void part_pause(struct wk_partition *pt, int ms)
+{
+    struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
+    if (!pt->srv->stopping)
+        evtimer_add(pt->idle, &tv);
+}
+
 static void read_cb(void *priv, const struct wk_store_result *res,
                     const struct wk_store_entries *entries)
 {
@@ -271,18 +279,17 @@ static void read_cb(void *priv, const struct wk_store_result *res,
         group_lost(pt);
     } else if (res->status == WK_STORE_REFUSED) {
         CM_WARN("events: XREADGROUP failed: %s", res->error);
-        retry_later(srv);
+        part_pause(pt, WK_RETRY_MS);
     } else if (res->status == WK_STORE_OK) {
         /* Nothing new: a blocking read has waited already; a polled
          * partition pauses before its next read. */
-        if (entries->n == 0 && !wk_store_reads_block(srv->store) && !srv->stopping) {
-            struct timeval tv = {0, (suseconds_t)WK_READ_IDLE_MS * 1000};
-            evtimer_add(pt->idle, &tv);
-        }
+        if (entries->n == 0 && !wk_store_reads_block(srv->store))
+            part_pause(pt, WK_READ_IDLE_MS);
         entries_apply(pt, entries);
-    } else {
-        retry_later(srv); /* LOST: its link went away */
     }
+    /* LOST: its link went away; the partition reads again once it is back
+     * (wk_store_partition_ready), when the router reports it or at the next
+     * sweep. */
     wk_events_pump(srv);
     wk_server_check_drained(srv);
 }
