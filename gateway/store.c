@@ -36,6 +36,7 @@ struct gw_store {
     void *heartbeat;
     char control[CM_KEY_MAX];  /* chat:gw:<id> */
     char registry[CM_KEY_MAX]; /* chat:gw:<id>:sessions */
+    char gateways[CM_KEY_MAX]; /* the liveness zset (cm_key_gateways) */
 };
 
 /* One request in flight: whose callback, and which reply shape. */
@@ -531,9 +532,10 @@ void gw_store_registry_del(struct gw_store *st, const char *mid)
 static void send_heartbeat(struct gw_store *st, bool only_update);
 
 /* The beat is ZADD XX CH: it answers 0 when the gateway is no longer in
- * chat:gateways, i.e. a worker declared it dead (it was paused, or cut off
- * from Redis, for longer than the timeout). It then registers again and
- * the owner re-asserts every membership it still holds. */
+ * the liveness zset (chat:gateways; chat:{gateways} in a cluster), i.e. a
+ * worker declared it dead (it was paused, or cut off from Redis, for
+ * longer than the timeout). It then registers again and the owner
+ * re-asserts every membership it still holds. */
 static void on_heartbeat(redisReply *reply, void *priv)
 {
     struct gw_store *st = priv;
@@ -562,12 +564,12 @@ static void send_heartbeat(struct gw_store *st, bool only_update)
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)cm_now_ms());
     if (only_update)
-        cm_router_commandv(st->redis, CM_KEY_GATEWAYS, on_heartbeat, st, 6,
-                           (const char *[]){"ZADD", CM_KEY_GATEWAYS, "XX", "CH", now,
+        cm_router_commandv(st->redis, st->gateways, on_heartbeat, st, 6,
+                           (const char *[]){"ZADD", st->gateways, "XX", "CH", now,
                                             st->cfg.gateway_id});
     else
-        cm_router_commandv(st->redis, CM_KEY_GATEWAYS, on_register, NULL, 4,
-                           (const char *[]){"ZADD", CM_KEY_GATEWAYS, now, st->cfg.gateway_id});
+        cm_router_commandv(st->redis, st->gateways, on_register, NULL, 4,
+                           (const char *[]){"ZADD", st->gateways, now, st->cfg.gateway_id});
 }
 
 static void on_heartbeat_timer(void *arg)
@@ -587,8 +589,8 @@ int gw_store_unregister(struct gw_store *st, void (*fn)(void *priv), void *priv)
 {
     /* A gateway that leaves cleanly takes itself off the liveness list, so
      * no worker later mistakes it for a dead one. */
-    cm_router_commandv(st->redis, CM_KEY_GATEWAYS, on_plain, NULL, 3,
-                       (const char *[]){"ZREM", CM_KEY_GATEWAYS, st->cfg.gateway_id});
+    cm_router_commandv(st->redis, st->gateways, on_plain, NULL, 3,
+                       (const char *[]){"ZREM", st->gateways, st->cfg.gateway_id});
     return cm_router_barrier(st->redis, fn, priv);
 }
 
@@ -654,6 +656,7 @@ struct gw_store *gw_store_new(const struct gw_store_config *cfg, const struct cm
     st->loop = loop;
     cm_key_gw_control(st->control, cfg->gateway_id);
     cm_key_gw_sessions(st->registry, cfg->gateway_id);
+    cm_key_gateways(st->gateways, CM_GATEWAYS_LIVE, cfg->cluster);
     st->redis = cm_router_new(&(struct cm_router_opts){
         .name = "gateway", .seeds = cfg->seeds, .nseeds = cfg->nseeds, .cluster = cfg->cluster,
         .loop = loop, .hooks = &router_hooks, .owner = st, .scripts = scripts,

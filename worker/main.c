@@ -38,8 +38,7 @@ static int check_listen(const char *value, char *err, size_t errlen)
 #define OPT(field) offsetof(struct wk_config, field)
 
 static const struct cm_option options[] = {
-    {"redis", CM_OPT_STR, OPT(redis), "redis://127.0.0.1:6379", "URL",
-     "Redis to use: redis://[[user]:password@]host[:port][/db]", 0, 0, cm_check_redis_url},
+    CM_REDIS_OPTIONS(OPT(redis), OPT(redis_cluster), OPT(event_partitions)),
     {"id", CM_OPT_STR, OPT(id), NULL, "ID",
      "consumer name in the workers group (default: w- and 8 random hex digits)", 0, 0, check_id},
     {"listen", CM_OPT_STR, OPT(listen), NULL, "HOST:PORT",
@@ -75,6 +74,12 @@ int main(int argc, char **argv)
         return 0;
     if (rc != CM_CONFIG_OK)
         return 2;
+    char err[160];
+    if (cm_redis_target_parse(srv.cfg.redis, srv.cfg.redis_cluster, &srv.redis, err,
+                              sizeof(err)) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return 2;
+    }
     cm_log_level_parse(srv.cfg.log_level, &level);
     cm_log_set_level(level);
     if (srv.cfg.id && srv.cfg.id[0] != '\0') {

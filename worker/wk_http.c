@@ -2,8 +2,9 @@
  * The worker's HTTP endpoints on --listen, with libevent's evhttp on the
  * worker's loop:
  *   GET /healthz  200 "ok" while the process runs
- *   GET /readyz   200 when both Redis connections are up and the consumer
- *                 group exists, and the worker is not shutting down; else 503
+ *   GET /readyz   200 when both Redis routers are up (every slot has a
+ *                 reachable primary) and every partition's consumer group
+ *                 exists, and the worker is not shutting down; else 503
  *   GET /metrics  Prometheus text format
  * Anything else is 404 (405 for another method on a known path).
  */

@@ -4,9 +4,12 @@
  * Each sweep tick takes one SCAN step over the rooms' meta keys
  * (chat:{*}:meta), keeping the cursor across ticks, so the cost per tick is
  * bounded however many rooms there are; a full pass takes (rooms / batch)
- * ticks. For each room found, retention.lua applies the age rules
- * atomically: an idle room with no members loses all its keys; a live room
- * loses only its history entries older than the limit. Every worker scans
+ * ticks. SCAN walks one node: in a cluster the pass goes over each primary
+ * in turn, and starts that primary's walk again when the topology changed
+ * under it (a primary that moved is scanned from its start). For each
+ * room found, retention.lua applies the age rules atomically: an idle room
+ * with no members loses all its keys; a live room loses only its history
+ * entries older than the limit. Every worker scans
  * on its own; the script is idempotent, so overlapping passes are harmless.
  */
 #include "cm_log.h"
@@ -78,7 +81,14 @@ static void scan_cb(void *priv, const struct wk_store_result *res, const char *n
         wk_server_check_drained(srv);
         return;
     }
-    snprintf(rt->cursor, sizeof(rt->cursor), "%s", next);
+    if (strcmp(next, "0") == 0) {
+        /* This node is done: the next one, from its start. */
+        rt->node++;
+        rt->node_name[0] = '\0';
+        rt->cursor[0] = '\0';
+    } else {
+        snprintf(rt->cursor, sizeof(rt->cursor), "%s", next);
+    }
     for (size_t i = 0; i < n; i++)
         room_check(srv, rooms[i]);
     wk_server_check_drained(srv);
@@ -90,7 +100,16 @@ void wk_retention_sweep(struct wk_server *srv)
     /* One step at a time: the next SCAN waits for this step's scripts. */
     if (rt->scanning || rt->pending > 0)
         return;
-    if (wk_store_scan_rooms(srv->store, rt->cursor, scan_cb, srv) == 0)
+    if (rt->node >= wk_store_nodes(srv->store))
+        rt->node = 0;
+    const char *name = wk_store_node_name(srv->store, rt->node);
+    if (!name)
+        return;
+    if (strcmp(name, rt->node_name) != 0) {
+        snprintf(rt->node_name, sizeof(rt->node_name), "%s", name);
+        rt->cursor[0] = '\0';
+    }
+    if (wk_store_scan_rooms(srv->store, rt->node, rt->cursor, scan_cb, srv) == 0)
         rt->scanning = true;
 }
 

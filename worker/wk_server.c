@@ -1,8 +1,9 @@
 /*
  * The worker's life cycle: set-up, the loop, signals, draining, teardown.
  *
- * Shutdown (SIGTERM or SIGINT): no new reads, claims or sweeps; the blocked
- * XREADGROUP is released with CLIENT UNBLOCK; entries already read are
+ * Shutdown (SIGTERM or SIGINT): no new reads, claims or sweeps; a blocked
+ * XREADGROUP (one Redis) is released with CLIENT UNBLOCK, and a cluster's
+ * reads, which do not block, end by themselves; entries already read are
  * applied and acknowledged; the worker removes its own consumer from the
  * group if it holds nothing pending; then the loop ends and everything is
  * freed. Draining is bounded by WK_DRAIN_MS: what is unfinished by then
@@ -22,7 +23,7 @@
 
 bool wk_server_ready(const struct wk_server *srv)
 {
-    return srv->store && wk_store_ready(srv->store) && srv->ev.group_ready;
+    return srv->store && wk_store_ready(srv->store) && wk_events_groups_ready(srv);
 }
 
 static void loop_finish(struct wk_server *srv)
@@ -99,36 +100,36 @@ static int signals_init(struct wk_server *srv)
 
 int wk_server_init(struct wk_server *srv)
 {
-    char err[160];
-
-    if (cm_redis_url_parse(srv->cfg.redis, &srv->url, err, sizeof(err)) != 0) {
-        CM_ERROR("--redis: %s", err); /* checked by the flag table already */
-        return -1;
-    }
     srv->base = event_base_new();
     if (!srv->base || signals_init(srv) != 0) {
         CM_ERROR("cannot set up the event loop");
         return -1;
     }
     srv->loop = wk_loop_new(srv->base);
-    srv->store = wk_store_new(&(struct wk_store_config){.url = &srv->url,
-                                                        .consumer = srv->id,
-                                                        .read_block_ms = WK_READ_BLOCK_MS},
-                              srv->loop,
-                              &(struct wk_store_hooks){.owner = srv,
-                                                       .commands_ready = commands_ready,
-                                                       .commands_lost = commands_lost,
-                                                       .events_ready = events_ready});
+    srv->store =
+        wk_store_new(&(struct wk_store_config){.seeds = srv->redis.seeds,
+                                               .nseeds = srv->redis.nseeds,
+                                               .cluster = srv->redis.cluster,
+                                               .partitions = (int)srv->cfg.event_partitions,
+                                               .consumer = srv->id,
+                                               .read_block_ms = WK_READ_BLOCK_MS},
+                     srv->loop,
+                     &(struct wk_store_hooks){.owner = srv,
+                                              .commands_ready = commands_ready,
+                                              .commands_lost = commands_lost,
+                                              .events_ready = events_ready});
     if (wk_events_init(srv) != 0 || wk_sweep_init(srv) != 0) {
         CM_ERROR("cannot set up the timers");
         return -1;
     }
     if (wk_http_init(srv) != 0)
         return -1;
-    CM_INFO("worker %s: starting (redis %s:%d db %d, sweep %lld ms, gateway timeout %lld ms, "
-            "claim idle %lld ms, history ttl %lld s)",
-            srv->id, srv->url.host, srv->url.port, srv->url.db, srv->cfg.sweep_ms,
-            srv->cfg.gateway_timeout_ms, srv->cfg.claim_idle_ms, srv->cfg.history_ttl_s);
+    const struct cm_redis_url *u = &srv->redis.seeds[0];
+    CM_INFO("worker %s: starting (%s %s:%d db %d, %d event partitions, sweep %lld ms, gateway "
+            "timeout %lld ms, claim idle %lld ms, history ttl %lld s)",
+            srv->id, srv->redis.cluster ? "redis cluster seed" : "redis", u->host, u->port, u->db,
+            wk_store_partitions(srv->store), srv->cfg.sweep_ms, srv->cfg.gateway_timeout_ms,
+            srv->cfg.claim_idle_ms, srv->cfg.history_ttl_s);
     wk_store_start(srv->store);
     return 0;
 }

@@ -7,16 +7,18 @@
  * Modules, one file each; calls go down, and the store reports links up
  * and down through hooks that wk_server.c registers:
  *   wk_server.c     life cycle: start, signals, draining, teardown
- *   wk_events.c     the consumer group on chat:events: read, claim, ack
+ *   wk_events.c     the consumer groups on the events partitions: read,
+ *                   claim, ack
  *   wk_sweep.c      the periodic tick and gateway liveness
  *   wk_retention.c  history retention by age, expiry of idle rooms
  *   wk_http.c       /healthz, /readyz, /metrics
  *   wk_store.c      every key, command and script argument, and reply
- *                   shape; the two Redis links (wk_store.h)
+ *                   shape; the Redis router (wk_store.h)
  *   wk_loop.c       common/cm_link on libevent: hiredis adapter, timers
  *                   (wk_loop.h)
- * The Redis link itself (connect, backoff, watchdog, script cache) is
- * common/cm_link, shared with the gateway.
+ * The Redis links themselves (connect, backoff, watchdog, script cache)
+ * and the routing to a cluster's primaries are common/cm_link and
+ * common/cm_router, shared with the gateway.
  */
 #ifndef WK_SERVER_H
 #define WK_SERVER_H
@@ -33,14 +35,17 @@ struct event;
 struct evhttp;
 
 #define WK_READ_COUNT 100     /* entries per XREADGROUP */
-#define WK_READ_BLOCK_MS 2000 /* how long one XREADGROUP blocks */
+#define WK_READ_BLOCK_MS 2000 /* how long one XREADGROUP blocks, with one Redis */
+#define WK_READ_IDLE_MS 50    /* a cluster: a partition's pause after a read that found nothing */
 #define WK_CLAIM_COUNT 100    /* entries per XAUTOCLAIM */
 #define WK_INFLIGHT_MAX 1000  /* entries being applied at once; reading pauses above */
 #define WK_DRAIN_MS 3000      /* how long shutdown waits for in-flight work */
 
 /* Values from flags and CHAT_* variables (main.c holds the table). */
 struct wk_config {
-    const char *redis;
+    const char *redis;         /* NULL: not given */
+    const char *redis_cluster; /* NULL: not given */
+    long long event_partitions;
     const char *id;     /* NULL until main fills in a random default */
     const char *listen; /* "" for no HTTP server */
     const char *log_level;
@@ -66,13 +71,27 @@ struct wk_metrics {
     long long lag_ms;                   /* now - time of the last acknowledged entry */
 };
 
-/* Consumer-group state (wk_events.c). */
-struct wk_events_state {
+/* One events partition's consumer group (wk_events.c). */
+struct wk_partition {
+    struct wk_server *srv;
+    int index;
     bool group_ready;    /* the group is known to exist */
     bool group_creating; /* XGROUP CREATE outstanding */
     bool reading;        /* XREADGROUP outstanding */
     bool claiming;       /* XAUTOCLAIM outstanding */
     bool pending_busy;   /* XPENDING outstanding */
+    long long pending;   /* its XPENDING count at the last sweep */
+    struct event *idle;  /* the pause after a read that found nothing */
+};
+
+/* Consumer-group state (wk_events.c). */
+struct wk_events_state {
+    struct wk_partition *parts; /* one per events partition */
+    int nparts;
+    int groups_ready;    /* partitions whose group is known to exist */
+    int next;            /* the partition the next pump looks at first */
+    int reads;           /* XREADGROUPs outstanding */
+    int claims;          /* XAUTOCLAIMs outstanding */
     bool unblock_sent;   /* CLIENT UNBLOCK sent at shutdown */
     int inflight;        /* entries being applied */
     struct event *retry; /* re-read after an error reply */
@@ -81,21 +100,23 @@ struct wk_events_state {
 /* Gateway liveness state (wk_sweep.c). */
 struct wk_sweep_state {
     bool claiming;         /* the claim script is outstanding */
-    bool pruning;          /* consumer pruning outstanding */
+    bool pruning;          /* consumer pruning outstanding (on any partition) */
     int cleanups;          /* dead gateways being cleaned up */
     int64_t last_prune_ms; /* monotonic time of the last consumer pruning */
 };
 
 /* Retention state (wk_retention.c). */
 struct wk_retention_state {
-    char cursor[32]; /* where the next SCAN step starts (the store's); "" starts a pass */
-    bool scanning;   /* SCAN outstanding */
-    int pending;     /* retention scripts outstanding */
+    size_t node;         /* the primary being scanned (SCAN is per node) */
+    char node_name[300]; /* its name: a topology change restarts its pass */
+    char cursor[32];     /* where the next SCAN step starts; "" starts a pass */
+    bool scanning;       /* SCAN outstanding */
+    int pending;         /* retention scripts outstanding */
 };
 
 struct wk_server {
     struct wk_config cfg;
-    struct cm_redis_url url;
+    struct cm_redis_target redis; /* one Redis, or a cluster's seeds */
     char id[WK_ID_MAX + 1]; /* this worker's consumer name */
     struct event_base *base;
     struct cm_link_loop *loop; /* base, for the Redis links (wk_loop.h) */
@@ -123,7 +144,7 @@ void wk_server_free(struct wk_server *srv);
 /* Ends the loop if shutdown was asked for and nothing is in flight. Call
  * after any piece of work completes. */
 void wk_server_check_drained(struct wk_server *srv);
-/* Both Redis links are up and the consumer group exists. */
+/* Every slot has a reachable primary and every consumer group exists. */
 bool wk_server_ready(const struct wk_server *srv);
 
 /* wk_events.c */
@@ -133,11 +154,13 @@ void wk_events_close(struct wk_server *srv);
 void wk_events_cmd_ready(struct wk_server *srv);
 void wk_events_cmd_down(struct wk_server *srv);
 void wk_events_conn_ready(struct wk_server *srv);
-/* Issues the next XREADGROUP if everything allows it. */
+/* Sends the next read of every partition that may read now. */
 void wk_events_pump(struct wk_server *srv);
+/* Every partition's consumer group exists. */
+bool wk_events_groups_ready(const struct wk_server *srv);
 /* Per tick: refreshes the pending count and claims idle entries. */
 void wk_events_sweep(struct wk_server *srv);
-/* Shutdown: unblocks the outstanding read so that draining is quick. */
+/* Shutdown: no more reads; a blocked read is released. */
 void wk_events_stop(struct wk_server *srv);
 /* Nothing read, being applied, or being claimed. */
 bool wk_events_idle(const struct wk_server *srv);

@@ -1,6 +1,6 @@
 /*
  * The worker's store: keys, command and script arguments, and reply
- * shapes, on two common/cm_link links. See wk_store.h for the contract.
+ * shapes, on two common/cm_routers. See wk_store.h for the contract.
  *
  * Nothing here decides what to retry: each answer says how its call ended
  * (OK, refused, lost; transient or not) and the caller's policy does the
@@ -9,10 +9,10 @@
 #include "wk_store.h"
 
 #include "cm_keys.h"
-#include "cm_link.h"
 #include "cm_log.h"
 #include "cm_proto.h"
 #include "cm_redis_url.h"
+#include "cm_router.h"
 #include "cm_util.h"
 
 #include <cjson/cJSON.h>
@@ -21,14 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KEY_GATEWAYS_DEAD "chat:gateways:dead"   /* zset: gateway id -> claim time ms */
-#define KEY_GATEWAYS_SWEEP "chat:gateways:sweep" /* hash: last_ms, grace_until_ms */
 #define ROOM_META_PATTERN "chat:{*}:meta"        /* SCAN MATCH for every room's meta key */
 #define SCAN_COUNT "200"                         /* SCAN's COUNT hint per step */
 #define TRIM_MAX "1000"                          /* history entries one retention call trims */
 
 #define COMMANDS_TIMEOUT_MS 15000 /* a reply owed and nothing read for this long: drop */
-#define CONNECT_TIMEOUT_MS 5000   /* set-up unanswered for this long: drop */
 /* How often each link's watchdog looks. It used to run from the sweep
  * timer, whose period (--sweep-ms, 10 ms to 60 s) is a liveness knob, not
  * a Redis one: a fixed quarter second keeps the timeouts above accurate to
@@ -39,10 +36,13 @@ struct wk_store {
     struct wk_store_config cfg;
     struct wk_store_hooks hooks;
     char consumer[WK_ID_MAX + 1];
-    struct cm_link *cmd;    /* "commands": everything but the blocking read */
-    struct cm_link *events; /* "events": only XREADGROUP, which blocks */
-    bool closing;           /* wk_store_free is running: no new calls */
+    struct cm_router *redis; /* "commands" */
+    struct cm_router *reads; /* "events": only XREADGROUP */
+    bool closing;            /* wk_store_free is running: no new calls */
     enum cm_script scripts[CM_SCRIPT__COUNT];
+    char (*events)[CM_KEY_MAX]; /* the stream of each partition */
+    char group_name[CM_KEY_MAX + 32];
+    char gateways[3][CM_KEY_MAX]; /* enum cm_gateways_key */
 };
 
 /* One call in flight: whose callback, and its private pointer. */
@@ -87,7 +87,8 @@ static size_t lens_of(int argc, const char **argv, size_t *lens)
     return (size_t)argc;
 }
 
-static int send_command(struct wk_store *st, struct cm_link *l, cm_link_reply_fn *on,
+/* A command to the owner of key. */
+static int send_command(struct wk_store *st, const char *key, cm_link_reply_fn *on,
                         void (*fn)(void), void *priv, int argc, const char **argv)
 {
     size_t lens[16];
@@ -96,7 +97,7 @@ static int send_command(struct wk_store *st, struct cm_link *l, cm_link_reply_fn
     lens_of(argc, argv, lens);
     struct req *r = cm_malloc(sizeof(*r));
     *r = (struct req){.st = st, .fn = fn, .priv = priv};
-    if (cm_link_command(l, on, r, argc, argv, lens) != 0) {
+    if (cm_router_command(st->redis, key, on, r, argc, argv, lens) != 0) {
         free(r);
         return -1;
     }
@@ -111,7 +112,7 @@ static int send_script(struct wk_store *st, enum cm_script script, int nkeys, in
         return -1;
     struct req *r = cm_malloc(sizeof(*r));
     *r = (struct req){.st = st, .fn = fn, .priv = priv};
-    if (cm_link_script(st->cmd, script, nkeys, argc, argv, lens, on, r) != 0) {
+    if (cm_router_script(st->redis, script, nkeys, argc, argv, lens, on, r) != 0) {
         free(r);
         return -1;
     }
@@ -234,9 +235,9 @@ static void entries_add(struct entry_list *l, const redisReply *entries)
 
 /* ---- the events stream and its consumer group ---- */
 
-const char *wk_store_group_name(void)
+const char *wk_store_group_name(const struct wk_store *st)
 {
-    return CM_EVENTS_GROUP " on " CM_KEY_EVENTS;
+    return st->group_name;
 }
 
 static void on_group(redisReply *reply, void *priv)
@@ -250,10 +251,10 @@ static void on_group(redisReply *reply, void *priv)
     free(r);
 }
 
-int wk_store_group_create(struct wk_store *st, wk_store_group_fn *fn, void *priv)
+int wk_store_group_create(struct wk_store *st, int p, wk_store_group_fn *fn, void *priv)
 {
-    const char *argv[] = {"XGROUP", "CREATE", CM_KEY_EVENTS, CM_EVENTS_GROUP, "0", "MKSTREAM"};
-    return send_command(st, st->cmd, on_group, (void (*)(void))fn, priv, 6, argv);
+    const char *argv[] = {"XGROUP", "CREATE", st->events[p], CM_EVENTS_GROUP, "0", "MKSTREAM"};
+    return send_command(st, st->events[p], on_group, (void (*)(void))fn, priv, 6, argv);
 }
 
 static void on_read(redisReply *reply, void *priv)
@@ -274,15 +275,49 @@ static void on_read(redisReply *reply, void *priv)
     free(r);
 }
 
-int wk_store_read(struct wk_store *st, int count, wk_store_entries_fn *fn, void *priv)
+int wk_store_read(struct wk_store *st, int p, int count, wk_store_entries_fn *fn, void *priv)
 {
     char n[16], block[24];
     snprintf(n, sizeof(n), "%d", count);
     snprintf(block, sizeof(block), "%lld", st->cfg.read_block_ms);
-    const char *argv[] = {"XREADGROUP", "GROUP", CM_EVENTS_GROUP, st->consumer,  "COUNT", n,
-                          "BLOCK",      block,   "STREAMS",       CM_KEY_EVENTS, ">"};
-    return send_command(st, st->events, on_read, (void (*)(void))fn, priv, (int)CM_ARRAY_LEN(argv),
-                        argv);
+    const char *argv[11] = {"XREADGROUP", "GROUP", CM_EVENTS_GROUP, st->consumer, "COUNT", n};
+    int argc = 6;
+    if (wk_store_reads_block(st)) {
+        argv[argc++] = "BLOCK";
+        argv[argc++] = block;
+    }
+    argv[argc++] = "STREAMS";
+    argv[argc++] = st->events[p];
+    argv[argc++] = ">";
+    size_t lens[CM_ARRAY_LEN(argv)];
+    lens_of(argc, argv, lens);
+    if (st->closing)
+        return -1;
+    struct req *r = cm_malloc(sizeof(*r));
+    *r = (struct req){.st = st, .fn = (void (*)(void))fn, .priv = priv};
+    if (cm_router_command(st->reads, st->events[p], on_read, r, argc, argv, lens) != 0) {
+        free(r);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_ignored(redisReply *reply, void *priv)
+{
+}
+
+int wk_store_unblock_read(struct wk_store *st)
+{
+    char id[24];
+    long long cid =
+        st->closing || !wk_store_reads_block(st) ? -1 : cm_router_client_id_at(st->reads, 0);
+    if (cid < 0)
+        return -1;
+    snprintf(id, sizeof(id), "%lld", cid);
+    const char *argv[] = {"CLIENT", "UNBLOCK", id};
+    size_t lens[3];
+    lens_of(3, argv, lens);
+    return cm_router_command_at(st->redis, 0, on_ignored, NULL, 3, argv, lens);
 }
 
 static void on_claim(redisReply *reply, void *priv)
@@ -303,16 +338,16 @@ static void on_claim(redisReply *reply, void *priv)
     free(r);
 }
 
-int wk_store_claim(struct wk_store *st, long long idle_ms, const char *start, int count,
+int wk_store_claim(struct wk_store *st, int p, long long idle_ms, const char *start, int count,
                    wk_store_claim_fn *fn, void *priv)
 {
     char idle[24], n[16];
     snprintf(idle, sizeof(idle), "%lld", idle_ms);
     snprintf(n, sizeof(n), "%d", count);
-    const char *argv[] = {"XAUTOCLAIM", CM_KEY_EVENTS, CM_EVENTS_GROUP, st->consumer,
+    const char *argv[] = {"XAUTOCLAIM", st->events[p], CM_EVENTS_GROUP, st->consumer,
                           idle,         start,         "COUNT",         n};
-    return send_command(st, st->cmd, on_claim, (void (*)(void))fn, priv, (int)CM_ARRAY_LEN(argv),
-                        argv);
+    return send_command(st, st->events[p], on_claim, (void (*)(void))fn, priv,
+                        (int)CM_ARRAY_LEN(argv), argv);
 }
 
 static void on_pending(redisReply *reply, void *priv)
@@ -331,31 +366,16 @@ static void on_pending(redisReply *reply, void *priv)
     free(r);
 }
 
-int wk_store_pending(struct wk_store *st, wk_store_pending_fn *fn, void *priv)
+int wk_store_pending(struct wk_store *st, int p, wk_store_pending_fn *fn, void *priv)
 {
-    const char *argv[] = {"XPENDING", CM_KEY_EVENTS, CM_EVENTS_GROUP};
-    return send_command(st, st->cmd, on_pending, (void (*)(void))fn, priv, 3, argv);
+    const char *argv[] = {"XPENDING", st->events[p], CM_EVENTS_GROUP};
+    return send_command(st, st->events[p], on_pending, (void (*)(void))fn, priv, 3, argv);
 }
 
-int wk_store_ack(struct wk_store *st, const char *id, wk_store_done_fn *fn, void *priv)
+int wk_store_ack(struct wk_store *st, int p, const char *id, wk_store_done_fn *fn, void *priv)
 {
-    const char *argv[] = {"XACK", CM_KEY_EVENTS, CM_EVENTS_GROUP, id};
-    return send_command(st, st->cmd, on_done, (void (*)(void))fn, priv, 4, argv);
-}
-
-static void on_ignored(redisReply *reply, void *priv)
-{
-}
-
-int wk_store_unblock_read(struct wk_store *st)
-{
-    char id[24];
-    if (st->closing || cm_link_client_id(st->events) < 0)
-        return -1;
-    long long cid = cm_link_client_id(st->events);
-    snprintf(id, sizeof(id), "%lld", cid);
-    const char *argv[] = {"CLIENT", "UNBLOCK", id};
-    return cm_link_commandv(st->cmd, on_ignored, NULL, 3, argv);
+    const char *argv[] = {"XACK", st->events[p], CM_EVENTS_GROUP, id};
+    return send_command(st, st->events[p], on_done, (void (*)(void))fn, priv, 4, argv);
 }
 
 static void on_prune(redisReply *reply, void *priv)
@@ -369,12 +389,12 @@ static void on_prune(redisReply *reply, void *priv)
     free(r);
 }
 
-int wk_store_prune_consumers(struct wk_store *st, long long idle_ms, bool self,
+int wk_store_prune_consumers(struct wk_store *st, int p, long long idle_ms, bool self,
                              wk_store_prune_fn *fn, void *priv)
 {
     char idle[24];
     snprintf(idle, sizeof(idle), "%lld", idle_ms);
-    const char *argv[] = {CM_KEY_EVENTS, CM_EVENTS_GROUP, idle, self ? st->consumer : ""};
+    const char *argv[] = {st->events[p], CM_EVENTS_GROUP, idle, self ? st->consumer : ""};
     return send_scriptv(st, CM_SCRIPT_PRUNE_CONSUMERS, 1, 4, argv, on_prune, (void (*)(void))fn,
                         priv);
 }
@@ -404,9 +424,10 @@ int wk_store_leave(struct wk_store *st, const char *room, const char *nickname, 
      * is this worker's clock, as for every frame the cluster stamps. */
     cm_encode_presence(&frame, room, "leave", nickname, reason, cm_now_ms());
 
-    const char *argv[] = {members, channel, nickname, mid, cm_sbuf_data(&frame)};
-    const size_t lens[] = {mlen, clen, strlen(nickname), strlen(mid), frame.len};
-    int rc = send_script(st, CM_SCRIPT_LEAVE, 1, 5, argv, lens, on_leave, (void (*)(void))fn, priv);
+    const char *verb = cm_router_publish_verb(st->redis);
+    const char *argv[] = {members, channel, nickname, mid, cm_sbuf_data(&frame), verb};
+    const size_t lens[] = {mlen, clen, strlen(nickname), strlen(mid), frame.len, strlen(verb)};
+    int rc = send_script(st, CM_SCRIPT_LEAVE, 1, 6, argv, lens, on_leave, (void (*)(void))fn, priv);
     cm_sbuf_free(&frame);
     return rc;
 }
@@ -419,7 +440,7 @@ int wk_store_registry_del(struct wk_store *st, const char *gateway, const char *
     char key[CM_KEY_MAX];
     cm_key_gw_sessions(key, gateway);
     const char *argv[] = {"HDEL", key, mid};
-    return send_command(st, st->cmd, on_done, (void (*)(void))fn, priv, 3, argv);
+    return send_command(st, key, on_done, (void (*)(void))fn, priv, 3, argv);
 }
 
 /* One registry entry: field = mid, value = {"room","nickname","mid","session"}
@@ -474,7 +495,7 @@ int wk_store_registry_read(struct wk_store *st, const char *gateway, wk_store_re
     char key[CM_KEY_MAX];
     cm_key_gw_sessions(key, gateway);
     const char *argv[] = {"HGETALL", key};
-    return send_command(st, st->cmd, on_registry, (void (*)(void))fn, priv, 2, argv);
+    return send_command(st, key, on_registry, (void (*)(void))fn, priv, 2, argv);
 }
 
 /* The claim script answers {stall, id, kind, id, kind, ...}. */
@@ -513,30 +534,113 @@ int wk_store_claim_gateways(struct wk_store *st, long long timeout_ms, long long
     snprintf(reclaim, sizeof(reclaim), "%lld", reclaim_ms);
     snprintf(nmax, sizeof(nmax), "%d", max);
     snprintf(stall, sizeof(stall), "%lld", stall_ms);
-    const char *argv[] = {
-        CM_KEY_GATEWAYS, KEY_GATEWAYS_DEAD, KEY_GATEWAYS_SWEEP, timeout, reclaim, nmax, stall};
+    const char *argv[] = {st->gateways[CM_GATEWAYS_LIVE],
+                          st->gateways[CM_GATEWAYS_DEAD],
+                          st->gateways[CM_GATEWAYS_SWEEP],
+                          timeout,
+                          reclaim,
+                          nmax,
+                          stall};
     return send_scriptv(st, CM_SCRIPT_CLAIM_GATEWAYS, 3, (int)CM_ARRAY_LEN(argv), argv, on_claimed,
                         (void (*)(void))fn, priv);
 }
 
+/* A finish in steps. One Redis: the script alone, which deletes the
+ * registry itself. A cluster: is the gateway still gone (ZSCORE), then DEL
+ * of its registry, then the script (the claim); any step that fails ends
+ * it with the claim still there, so the cleanup is retried. */
+struct finish_req {
+    struct req r;
+    char gateway[WK_ID_MAX + 1];
+    char registry[CM_KEY_MAX];
+    bool deleted; /* the registry DEL has been answered */
+};
+
+/* A step that could not be sent: as if its link had dropped. */
+static const struct wk_store_result not_sent = {.status = WK_STORE_LOST, .error = "not sent"};
+
+static void finish_answer(struct finish_req *f, const struct wk_store_result *res, bool back)
+{
+    ((wk_store_finish_fn *)f->r.fn)(f->r.priv, res, back);
+    free(f);
+}
+
+static int finish_script(struct finish_req *f);
+
 static void on_finish(redisReply *reply, void *priv)
 {
-    struct req *r = priv;
+    struct finish_req *f = priv;
     struct wk_store_result res = result_of(reply);
     bool back =
         res.status == WK_STORE_OK && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0;
-    ((wk_store_finish_fn *)r->fn)(r->priv, &res, back);
-    free(r);
+    if (back && f->deleted)
+        CM_WARN("gateway %s came back while its registry was being deleted; what it re-asserted "
+                "meanwhile may be missing from it",
+                f->gateway);
+    finish_answer(f, &res, back);
+}
+
+static void on_finish_del(redisReply *reply, void *priv)
+{
+    struct finish_req *f = priv;
+    struct wk_store_result res = result_of(reply);
+    f->deleted = true;
+    if (res.status != WK_STORE_OK || finish_script(f) != 0)
+        finish_answer(f, res.status != WK_STORE_OK ? &res : &not_sent, false);
+}
+
+static void on_finish_check(redisReply *reply, void *priv)
+{
+    struct finish_req *f = priv;
+    struct wk_store_result res = result_of(reply);
+    struct wk_store *st = f->r.st;
+    int rc = -1;
+    if (res.status == WK_STORE_OK && reply->type == REDIS_REPLY_NIL) {
+        const char *argv[] = {"DEL", f->registry};
+        size_t lens[2];
+        lens_of(2, argv, lens);
+        rc = st->closing
+                 ? -1
+                 : cm_router_command(st->redis, f->registry, on_finish_del, f, 2, argv, lens);
+    } else if (res.status == WK_STORE_OK) {
+        rc = finish_script(f); /* back: the script forgets the claim only */
+    }
+    if (rc != 0)
+        finish_answer(f, res.status != WK_STORE_OK ? &res : &not_sent, false);
+}
+
+static int finish_script(struct finish_req *f)
+{
+    struct wk_store *st = f->r.st;
+    bool cluster = st->cfg.cluster;
+    const char *argv[] = {st->gateways[CM_GATEWAYS_LIVE], st->gateways[CM_GATEWAYS_DEAD],
+                          cluster ? f->gateway : f->registry, f->gateway};
+    size_t lens[4];
+    lens_of(4, argv, lens);
+    if (st->closing)
+        return -1;
+    return cm_router_script(st->redis, CM_SCRIPT_FINISH_GATEWAY, cluster ? 2 : 3, cluster ? 3 : 4,
+                            argv, lens, on_finish, f);
 }
 
 int wk_store_finish_gateway(struct wk_store *st, const char *gateway, wk_store_finish_fn *fn,
                             void *priv)
 {
-    char key[CM_KEY_MAX];
-    cm_key_gw_sessions(key, gateway);
-    const char *argv[] = {CM_KEY_GATEWAYS, KEY_GATEWAYS_DEAD, key, gateway};
-    return send_scriptv(st, CM_SCRIPT_FINISH_GATEWAY, 3, 4, argv, on_finish, (void (*)(void))fn,
-                        priv);
+    if (st->closing)
+        return -1;
+    struct finish_req *f = cm_calloc(1, sizeof(*f));
+    f->r = (struct req){.st = st, .fn = (void (*)(void))fn, .priv = priv};
+    snprintf(f->gateway, sizeof(f->gateway), "%s", gateway);
+    cm_key_gw_sessions(f->registry, gateway);
+    const char *live = st->gateways[CM_GATEWAYS_LIVE];
+    const char *argv[] = {"ZSCORE", live, f->gateway};
+    size_t lens[3];
+    lens_of(3, argv, lens);
+    int rc = st->cfg.cluster ? cm_router_command(st->redis, live, on_finish_check, f, 3, argv, lens)
+                             : finish_script(f);
+    if (rc != 0)
+        free(f);
+    return rc;
 }
 
 /* ---- rooms: retention ---- */
@@ -589,11 +693,33 @@ static void on_scan(redisReply *reply, void *priv)
     free(r);
 }
 
-int wk_store_scan_rooms(struct wk_store *st, const char *cursor, wk_store_rooms_fn *fn, void *priv)
+size_t wk_store_nodes(const struct wk_store *st)
+{
+    return cm_router_primaries(st->redis);
+}
+
+const char *wk_store_node_name(const struct wk_store *st, size_t node)
+{
+    return cm_router_primary_name(st->redis, node);
+}
+
+int wk_store_scan_rooms(struct wk_store *st, size_t node, const char *cursor, wk_store_rooms_fn *fn,
+                        void *priv)
 {
     const char *argv[] = {"SCAN",    cursor[0] ? cursor : "0", "MATCH", ROOM_META_PATTERN, "COUNT",
                           SCAN_COUNT};
-    return send_command(st, st->cmd, on_scan, (void (*)(void))fn, priv, 6, argv);
+    size_t lens[CM_ARRAY_LEN(argv)];
+    lens_of((int)CM_ARRAY_LEN(argv), argv, lens);
+    if (st->closing)
+        return -1;
+    struct req *r = cm_malloc(sizeof(*r));
+    *r = (struct req){.st = st, .fn = (void (*)(void))fn, .priv = priv};
+    if (cm_router_command_at(st->redis, node, on_scan, r, (int)CM_ARRAY_LEN(argv), argv, lens) !=
+        0) {
+        free(r);
+        return -1;
+    }
+    return 0;
 }
 
 /* The retention script answers {expired (0/1), entries trimmed}. */
@@ -630,30 +756,46 @@ int wk_store_retention(struct wk_store *st, const char *room, long long ttl_ms,
 
 /* ---- links ---- */
 
-static void on_commands_ready(struct cm_link *l, void *owner)
+static void on_ready(void *owner, bool reconnect)
 {
     struct wk_store *st = owner;
     if (st->hooks.commands_ready)
         st->hooks.commands_ready(st->hooks.owner);
 }
 
-static void on_commands_lost(struct cm_link *l, void *owner)
+static void on_lost(void *owner)
 {
     struct wk_store *st = owner;
     if (st->hooks.commands_lost)
         st->hooks.commands_lost(st->hooks.owner);
 }
 
-static void on_events_ready(struct cm_link *l, void *owner)
+static void on_events_ready(void *owner, bool reconnect)
 {
     struct wk_store *st = owner;
     if (st->hooks.events_ready)
         st->hooks.events_ready(st->hooks.owner);
 }
 
-static const struct cm_link_hooks commands_hooks = {.ready = on_commands_ready,
-                                                    .lost = on_commands_lost};
-static const struct cm_link_hooks events_hooks = {.ready = on_events_ready};
+static const struct cm_router_hooks router_hooks = {.ready = on_ready, .lost = on_lost};
+static const struct cm_router_hooks reads_hooks = {.ready = on_events_ready};
+
+/* The names of the streams and of the gateway liveness keys. */
+static void keys_init(struct wk_store *st)
+{
+    int n = st->cfg.partitions;
+    st->events = cm_calloc((size_t)n, sizeof(*st->events));
+    for (int p = 0; p < n; p++)
+        cm_key_events(st->events[p], p, n);
+    if (n == 1)
+        snprintf(st->group_name, sizeof(st->group_name), "%s on %s", CM_EVENTS_GROUP,
+                 st->events[0]);
+    else
+        snprintf(st->group_name, sizeof(st->group_name), "%s on %s:{0..%d}", CM_EVENTS_GROUP,
+                 CM_KEY_EVENTS, n - 1);
+    for (int k = CM_GATEWAYS_LIVE; k <= CM_GATEWAYS_SWEEP; k++)
+        cm_key_gateways(st->gateways[k], (enum cm_gateways_key)k, st->cfg.cluster);
+}
 
 struct wk_store *wk_store_new(const struct wk_store_config *cfg, const struct cm_link_loop *loop,
                               const struct wk_store_hooks *hooks)
@@ -663,42 +805,47 @@ struct wk_store *wk_store_new(const struct wk_store_config *cfg, const struct cm
     st->hooks = *hooks;
     snprintf(st->consumer, sizeof(st->consumer), "%s", cfg->consumer);
     st->cfg.consumer = st->consumer;
+    if (!cfg->cluster || st->cfg.partitions < 1)
+        st->cfg.partitions = 1;
+    keys_init(st);
     for (int s = 0; s < CM_SCRIPT__COUNT; s++)
         st->scripts[s] = (enum cm_script)s;
     /* Every script is loaded, as the worker always has: a cache warm for
-     * the gateway's scripts too costs one round trip at connect. */
-    st->cmd = cm_link_new(&(struct cm_link_opts){
-        .name = "commands",
-        .url = cfg->url,
-        .loop = loop,
-        .hooks = &commands_hooks,
-        .owner = st,
-        .scripts = st->scripts,
-        .nscripts = CM_SCRIPT__COUNT,
-        .timeout_ms = COMMANDS_TIMEOUT_MS,
-        .connect_timeout_ms = CONNECT_TIMEOUT_MS,
-        .watch_ms = WATCH_MS,
-        .probe_ms = 0 /* no idle PING: the sweep keeps it busy every tick */});
-    /* Its CLIENT ID is what CLIENT UNBLOCK names at shutdown. A read that
-     * blocks read_block_ms is not a stall. */
-    st->events = cm_link_new(&(struct cm_link_opts){
+     * the gateway's scripts too costs one round trip at connect. No idle
+     * PING: the event reads keep every command link busy. */
+    st->redis = cm_router_new(&(struct cm_router_opts){.name = "commands",
+                                                       .seeds = cfg->seeds,
+                                                       .nseeds = cfg->nseeds,
+                                                       .cluster = cfg->cluster,
+                                                       .loop = loop,
+                                                       .hooks = &router_hooks,
+                                                       .owner = st,
+                                                       .scripts = st->scripts,
+                                                       .nscripts = CM_SCRIPT__COUNT,
+                                                       .timeout_ms = COMMANDS_TIMEOUT_MS,
+                                                       .watch_ms = WATCH_MS,
+                                                       .probe_ms = 0});
+    /* With one Redis: its CLIENT ID is what CLIENT UNBLOCK names at
+     * shutdown, and a read that blocks read_block_ms is not a stall. */
+    st->reads = cm_router_new(&(struct cm_router_opts){
         .name = "events",
-        .url = cfg->url,
+        .seeds = cfg->seeds,
+        .nseeds = cfg->nseeds,
+        .cluster = cfg->cluster,
         .loop = loop,
-        .hooks = &events_hooks,
+        .hooks = &reads_hooks,
         .owner = st,
-        .client_id = true,
-        .timeout_ms = cfg->read_block_ms + COMMANDS_TIMEOUT_MS,
-        .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+        .timeout_ms = COMMANDS_TIMEOUT_MS + (cfg->cluster ? 0 : cfg->read_block_ms),
         .watch_ms = WATCH_MS,
-        .probe_ms = 0 /* none, as before: the read, always re-sent, is what is owed */});
+        .probe_ms = 0,
+        .client_id = !cfg->cluster});
     return st;
 }
 
 void wk_store_start(struct wk_store *st)
 {
-    cm_link_start(st->cmd);
-    cm_link_start(st->events);
+    cm_router_start(st->redis);
+    cm_router_start(st->reads);
 }
 
 void wk_store_free(struct wk_store *st)
@@ -706,17 +853,38 @@ void wk_store_free(struct wk_store *st)
     if (!st)
         return;
     st->closing = true;
-    cm_link_free(st->cmd);
-    cm_link_free(st->events);
+    cm_router_free(st->redis);
+    cm_router_free(st->reads);
+    free(st->events);
     free(st);
-}
-
-bool wk_store_commands_ready(const struct wk_store *st)
-{
-    return !st->closing && cm_link_ready(st->cmd);
 }
 
 bool wk_store_ready(const struct wk_store *st)
 {
-    return wk_store_commands_ready(st) && cm_link_ready(st->events);
+    return !st->closing && cm_router_ready(st->redis) && cm_router_ready(st->reads);
+}
+
+bool wk_store_sweep_ready(const struct wk_store *st)
+{
+    if (st->closing)
+        return false;
+    if (!st->cfg.cluster)
+        return cm_router_ready(st->redis);
+    return cm_router_key_ready(st->redis, st->gateways[CM_GATEWAYS_LIVE]);
+}
+
+bool wk_store_reads_block(const struct wk_store *st)
+{
+    return !st->cfg.cluster;
+}
+
+int wk_store_partitions(const struct wk_store *st)
+{
+    return st->cfg.partitions;
+}
+
+bool wk_store_partition_ready(const struct wk_store *st, int p)
+{
+    return !st->closing && cm_router_key_ready(st->redis, st->events[p]) &&
+           cm_router_key_ready(st->reads, st->events[p]);
 }

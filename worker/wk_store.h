@@ -3,15 +3,23 @@
  * Redis, as plain calls with plain answers. It is the only worker code
  * that names a Redis key or builds a command's or script's arguments (the
  * keys shared with the gateway are spelled in common/cm_keys.h), and the
- * only one that holds the Redis links, both common/cm_link: a "commands"
- * link (scripts, acknowledgements, claims, sweeps) and an "events" link
- * that carries only the blocking XREADGROUP.
+ * only one that holds the Redis connections: two common/cm_routers, each
+ * one link to one Redis or one per primary of a Redis Cluster: "commands"
+ * (scripts, acknowledgements, claims, sweeps) and "events", which carries
+ * only XREADGROUP. With one Redis that read blocks (one stream, as it
+ * always did); in a cluster it does not, and the partitions are polled
+ * (wk_events.c), since one blocking read cannot span slots.
+ *
+ * The events stream is split into partitions (one with one Redis: the
+ * stream chat:events as it always was), each with its own consumer group
+ * "workers"; the calls on a stream name the partition, 0..partitions-1.
  *
  * Answers come through a callback and a private pointer, once per call
- * that returned 0; a call that returns -1 (the link is not ready, or the
- * store is being freed) never calls back. What the store reports on its
- * own (links up and down) goes through struct wk_store_hooks. Strings and
- * lists in answers are views, valid only during the callback.
+ * that returned 0; a call that returns -1 (Redis, or the shard that owns
+ * the key, is not reachable, or the store is being freed) never calls
+ * back. What the store reports on its own (Redis up and down) goes through
+ * struct wk_store_hooks. Strings and lists in answers are views, valid
+ * only during the callback.
  */
 #ifndef WK_STORE_H
 #define WK_STORE_H
@@ -48,18 +56,21 @@ struct wk_store_result {
 
 struct wk_store_hooks {
     void *owner;
-    /* The commands link is set up (after every reconnect). */
+    /* Every slot has a reachable primary (after every reconnect too). */
     void (*commands_ready)(void *owner);
-    /* The commands link, which was ready, dropped; it reconnects itself. */
+    /* A link that was ready dropped; it reconnects itself. */
     void (*commands_lost)(void *owner);
-    /* The events link is set up (after every reconnect). */
+    /* The events links are set up (after every reconnect). */
     void (*events_ready)(void *owner);
 };
 
 struct wk_store_config {
-    const struct cm_redis_url *url;
-    const char *consumer;    /* this worker's name in the consumer group */
-    long long read_block_ms; /* how long one XREADGROUP blocks */
+    const struct cm_redis_url *seeds; /* one Redis (cluster false), or seed nodes */
+    size_t nseeds;
+    bool cluster;
+    int partitions;          /* events streams; forced to 1 with one Redis */
+    const char *consumer;    /* this worker's name in the consumer groups */
+    long long read_block_ms; /* how long one XREADGROUP blocks, with one Redis */
 };
 
 struct wk_store *wk_store_new(const struct wk_store_config *cfg, const struct cm_link_loop *loop,
@@ -69,10 +80,20 @@ void wk_store_start(struct wk_store *st);
  * made from them returns -1. Accepts NULL. Not from inside a callback. */
 void wk_store_free(struct wk_store *st);
 
-/* The commands link is up. */
-bool wk_store_commands_ready(const struct wk_store *st);
-/* Both links are up. */
+/* Every slot has a reachable primary on both routers (one Redis: both
+ * links are up). */
 bool wk_store_ready(const struct wk_store *st);
+/* The sweep may run: the commands link is up (one Redis), or, in a
+ * cluster, the primary of the gateway liveness keys is reachable (a shard
+ * failing over holds up only the calls for its own keys, which fail at
+ * once). */
+bool wk_store_sweep_ready(const struct wk_store *st);
+/* Reads block (one Redis): a read that found nothing has waited already. */
+bool wk_store_reads_block(const struct wk_store *st);
+/* The events partitions: 1 with one Redis, --event-partitions in a cluster. */
+int wk_store_partitions(const struct wk_store *st);
+/* The primary that holds partition p is reachable. */
+bool wk_store_partition_ready(const struct wk_store *st, int p);
 
 /* ---- the events stream and its consumer group ---- */
 
@@ -102,47 +123,49 @@ struct wk_store_entries {
     const struct wk_store_entry *e;
 };
 
-/* The group and its stream for logs: "workers on chat:events" (static). */
-const char *wk_store_group_name(void);
+/* The groups and their streams for logs: "workers on chat:events" or
+ * "workers on chat:events:{0..15}". Valid while the store lives. */
+const char *wk_store_group_name(const struct wk_store *st);
 
 /* created: false if the group already existed (not an error). */
 typedef void wk_store_group_fn(void *priv, const struct wk_store_result *res, bool created);
-/* XGROUP CREATE ... MKSTREAM on the commands link. */
-int wk_store_group_create(struct wk_store *st, wk_store_group_fn *fn, void *priv);
+/* XGROUP CREATE ... MKSTREAM on partition p. */
+int wk_store_group_create(struct wk_store *st, int p, wk_store_group_fn *fn, void *priv);
 
-/* entries: none when the block ended with nothing new. */
+/* entries: none when nothing new was there. */
 typedef void wk_store_entries_fn(void *priv, const struct wk_store_result *res,
                                  const struct wk_store_entries *entries);
-/* XREADGROUP of up to count new entries, blocking read_block_ms, on the
- * events link. */
-int wk_store_read(struct wk_store *st, int count, wk_store_entries_fn *fn, void *priv);
+/* XREADGROUP of up to count new entries of partition p on the events
+ * router: blocking read_block_ms with one Redis, not at all in a cluster. */
+int wk_store_read(struct wk_store *st, int p, int count, wk_store_entries_fn *fn, void *priv);
+/* One Redis: releases this worker's blocked XREADGROUP (CLIENT UNBLOCK of
+ * the events link's client id, on the commands link): it returns at once
+ * as if its block had ended. Unanswered. -1 if the id is unknown, it
+ * cannot be sent, or reads do not block. */
+int wk_store_unblock_read(struct wk_store *st);
 
 /* next: where the next claim starts ("0-0": the pending list was covered). */
 typedef void wk_store_claim_fn(void *priv, const struct wk_store_result *res,
                                const struct wk_store_entries *entries, const char *next);
-/* XAUTOCLAIM of up to count entries idle for idle_ms, from start. */
-int wk_store_claim(struct wk_store *st, long long idle_ms, const char *start, int count,
+/* XAUTOCLAIM on partition p of up to count entries idle for idle_ms, from
+ * start. */
+int wk_store_claim(struct wk_store *st, int p, long long idle_ms, const char *start, int count,
                    wk_store_claim_fn *fn, void *priv);
 
 typedef void wk_store_pending_fn(void *priv, const struct wk_store_result *res, long long count);
-/* The group's pending count (XPENDING summary). */
-int wk_store_pending(struct wk_store *st, wk_store_pending_fn *fn, void *priv);
+/* The pending count of partition p's group (XPENDING summary). */
+int wk_store_pending(struct wk_store *st, int p, wk_store_pending_fn *fn, void *priv);
 
 typedef void wk_store_done_fn(void *priv, const struct wk_store_result *res);
-/* XACK of one entry. */
-int wk_store_ack(struct wk_store *st, const char *id, wk_store_done_fn *fn, void *priv);
-
-/* Releases this worker's blocked XREADGROUP (CLIENT UNBLOCK of the events
- * link's client id, on the commands link): it returns at once as if its
- * block had ended. Unanswered. -1 if the id is unknown or it cannot be
- * sent. */
-int wk_store_unblock_read(struct wk_store *st);
+/* XACK of one entry of partition p. */
+int wk_store_ack(struct wk_store *st, int p, const char *id, wk_store_done_fn *fn, void *priv);
 
 /* removed: how many consumers went. */
 typedef void wk_store_prune_fn(void *priv, const struct wk_store_result *res, long long removed);
-/* Removes consumers idle for idle_ms with nothing pending; and this
- * worker's own consumer too (if it holds nothing) when self is set. */
-int wk_store_prune_consumers(struct wk_store *st, long long idle_ms, bool self,
+/* Removes partition p's consumers idle for idle_ms with nothing pending;
+ * and this worker's own consumer too (if it holds nothing) when self is
+ * set. */
+int wk_store_prune_consumers(struct wk_store *st, int p, long long idle_ms, bool self,
                              wk_store_prune_fn *fn, void *priv);
 
 /* ---- presence ---- */
@@ -200,19 +223,30 @@ int wk_store_claim_gateways(struct wk_store *st, long long timeout_ms, long long
 
 /* back: the gateway heartbeat again meanwhile and keeps its registry. */
 typedef void wk_store_finish_fn(void *priv, const struct wk_store_result *res, bool back);
-/* Ends a dead gateway's cleanup: deletes its registry and its claim. */
+/* Ends a dead gateway's cleanup: deletes its registry and its claim. One
+ * Redis: one script. A cluster: the registry is in another slot, so it is
+ * checked that the gateway is still gone, then the registry deleted, then
+ * the claim; should a step fail, the claim stays and the cleanup is
+ * retried (docs/ARCHITECTURE.md, the race this leaves). */
 int wk_store_finish_gateway(struct wk_store *st, const char *gateway, wk_store_finish_fn *fn,
                             void *priv);
 
 /* ---- rooms: retention ---- */
 
+/* SCAN walks one node: the primaries to walk (1 with one Redis), and the
+ * name ("host:port") of one, valid until the topology changes; NULL past
+ * the end. */
+size_t wk_store_nodes(const struct wk_store *st);
+const char *wk_store_node_name(const struct wk_store *st, size_t node);
+
 /* rooms: the rooms found in this step; next: the cursor to go on from
- * ("0": the pass is over). */
+ * ("0": the pass over that node is over). */
 typedef void wk_store_rooms_fn(void *priv, const struct wk_store_result *res, const char *next,
                                size_t n, const char *const *rooms);
-/* One SCAN step over the rooms' meta keys, from cursor ("" or "0": a new
- * pass). */
-int wk_store_scan_rooms(struct wk_store *st, const char *cursor, wk_store_rooms_fn *fn, void *priv);
+/* One SCAN step over the rooms' meta keys on one node, from cursor ("" or
+ * "0": a new pass). */
+int wk_store_scan_rooms(struct wk_store *st, size_t node, const char *cursor, wk_store_rooms_fn *fn,
+                        void *priv);
 
 /* expired: the room was idle and empty and lost all its keys; trimmed:
  * history entries removed by age. */

@@ -5,15 +5,16 @@
  * (wk_events.c); gateway liveness (here); one retention step
  * (wk_retention.c); and now and then the pruning of idle consumers.
  *
- * Gateway liveness: gateways ZADD chat:gateways <now_ms> <id> every second.
- * claim_gateways.lua moves every gateway silent past --gateway-timeout-ms
- * to chat:gateways:dead, atomically, so exactly one worker claims it,
+ * Gateway liveness: gateways ZADD chat:gateways <now_ms> <id> every second
+ * (chat:{gateways} in a cluster: cm_key_gateways). claim_gateways.lua
+ * moves every gateway silent past --gateway-timeout-ms to
+ * chat:gateways:dead, atomically, so exactly one worker claims it,
  * except in the grace that follows a stall of Redis (no sweep for longer
  * than stall_ms()): then every heartbeat is stale, not every gateway. The
  * claimer reads the gateway's registry chat:gw:<id>:sessions, runs the
  * leave script with reason gateway_lost for each membership in it, and when
- * all have succeeded runs finish_gateway.lua, which deletes the registry
- * and the claim. A claimer that dies midway leaves the claim behind; after
+ * all have succeeded ends the cleanup (wk_store_finish_gateway), which
+ * deletes the registry and the claim. A claimer that dies midway leaves the claim behind; after
  * WK_RECLAIM_MS another worker takes it over and runs the same idempotent
  * cleanup again.
  */
@@ -190,37 +191,55 @@ static void sweep_gateways(struct wk_server *srv)
 
 /* ---- idle consumers ------------------------------------------------------ */
 
+/* One pruning pass over every partition's group. */
 struct wk_prune {
     struct wk_server *srv;
     void (*done)(struct wk_server *srv); /* shutdown continuation, or NULL */
+    int owed;                            /* answers still owed, +1 while sending */
+    long long removed;
 };
 
-static void prune_cb(void *priv, const struct wk_store_result *res, long long removed)
+static void prune_release(struct wk_prune *p)
 {
-    struct wk_prune *p = priv;
+    if (--p->owed > 0)
+        return;
     struct wk_server *srv = p->srv;
     srv->sw.pruning = false;
-    if (res->status == WK_STORE_OK && removed > 0)
-        CM_INFO("events: removed %lld idle consumers without pending entries", removed);
-    else if (res->status == WK_STORE_REFUSED)
-        CM_DEBUG("events: pruning consumers: %s", res->error);
+    if (p->removed > 0)
+        CM_INFO("events: removed %lld idle consumers without pending entries", p->removed);
     if (p->done)
         p->done(srv);
     free(p);
 }
 
+static void prune_cb(void *priv, const struct wk_store_result *res, long long removed)
+{
+    struct wk_prune *p = priv;
+    if (res->status == WK_STORE_OK)
+        p->removed += removed;
+    else if (res->status == WK_STORE_REFUSED)
+        CM_DEBUG("events: pruning consumers: %s", res->error);
+    prune_release(p);
+}
+
 /* Removes idle consumers; self also removes this worker's own consumer
- * (if it holds nothing). Returns 0 if sent. */
+ * (if it holds nothing). Returns 0 if any was sent: done then runs once
+ * they have all answered. */
 static int prune_send(struct wk_server *srv, bool self, void (*done)(struct wk_server *))
 {
     struct wk_prune *p = cm_calloc(1, sizeof(*p));
     p->srv = srv;
-    p->done = done;
-    if (wk_store_prune_consumers(srv->store, WK_PRUNE_IDLE_MS, self, prune_cb, p) != 0) {
+    p->owed = 1;
+    for (int i = 0; i < wk_store_partitions(srv->store); i++)
+        if (wk_store_prune_consumers(srv->store, i, WK_PRUNE_IDLE_MS, self, prune_cb, p) == 0)
+            p->owed++;
+    if (p->owed == 1) {
         free(p);
         return -1;
     }
+    p->done = done;
     srv->sw.pruning = true;
+    prune_release(p);
     return 0;
 }
 
@@ -235,7 +254,7 @@ void wk_sweep_leave_group(struct wk_server *srv, void (*fn)(struct wk_server *))
 static void sweep_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct wk_server *srv = arg;
-    if (srv->stopping || !wk_store_commands_ready(srv->store))
+    if (srv->stopping || !wk_store_sweep_ready(srv->store))
         return;
     srv->m.sweeps++;
     wk_events_sweep(srv);

@@ -9,6 +9,7 @@
 #ifndef CM_KEYS_H
 #define CM_KEYS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define CM_SLOTS 16384 /* Redis Cluster's hash slots */
@@ -17,7 +18,6 @@
 #define CM_KEY_EVENTS "chat:events"     /* stream of join/leave events */
 #define CM_EVENTS_GROUP "workers"       /* the workers' consumer group */
 #define CM_EVENTS_MAXLEN "100000"       /* approximate cap of the stream */
-#define CM_KEY_GATEWAYS "chat:gateways" /* zset: gateway id -> last heartbeat ms */
 #define CM_CHANNEL_PREFIX "chat:{"      /* room channels start with this */
 
 enum cm_room_key {
@@ -41,6 +41,19 @@ unsigned cm_key_slot(const char *key, size_t len);
 size_t cm_key_events(char *out, int partition, int partitions);
 /* The partition of a room's events: all of one room's go to one. */
 int cm_key_events_partition(const char *room, int partitions);
+
+/* The keys of gateway liveness, which the claim and finish scripts touch
+ * together. With one Redis they keep the names they always had (a rolling
+ * upgrade keeps working); in a cluster they share the hash tag {gateways},
+ * so that each script touches one slot. */
+enum cm_gateways_key {
+    CM_GATEWAYS_LIVE,  /* chat:gateways        zset: gateway id -> last heartbeat ms */
+    CM_GATEWAYS_DEAD,  /* chat:gateways:dead   zset: gateway id -> claim time ms */
+    CM_GATEWAYS_SWEEP, /* chat:gateways:sweep  hash: last_ms, grace_until_ms */
+};
+/* Writes one of them into out (CM_KEY_MAX bytes); returns its length.
+ * cluster: the spelling for a Redis Cluster, chat:{gateways}... */
+size_t cm_key_gateways(char *out, enum cm_gateways_key which, bool cluster);
 
 /* chat:gw:<id>, a gateway's control channel. */
 size_t cm_key_gw_control(char *out, const char *gateway_id);

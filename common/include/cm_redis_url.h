@@ -37,6 +37,23 @@ int cm_redis_seeds_parse(const char *list, struct cm_redis_url *out, size_t max,
 /* A cm_option.check for seed lists. */
 int cm_check_redis_seeds(const char *value, char *err, size_t errlen);
 
+/* The three rows of a cm_option table (cm_config.h) that say what both
+ * binaries talk to: --redis, --redis-cluster and --event-partitions, stored
+ * at the three offsets given (a string, a string, a long long). */
+/* clang-format off: three table rows, laid out as rows */
+#define CM_REDIS_OPTIONS(redis_offset, cluster_offset, partitions_offset)                          \
+    {"redis", CM_OPT_STR, (redis_offset), NULL, "URL",                                             \
+     "one Redis: redis://[[user]:password@]host[:port][/db] (default: " CM_REDIS_DEFAULT ")", 0,   \
+     0, cm_check_redis_url},                                                                       \
+    {"redis-cluster", CM_OPT_STR, (cluster_offset), NULL, "NODES",                                 \
+     "a Redis Cluster instead: seed nodes, host:port or redis:// URLs, comma-separated", 0,        \
+     0, cm_check_redis_seeds},                                                                     \
+    {"event-partitions", CM_OPT_INT, (partitions_offset), "16", "N",                               \
+     "Redis Cluster: the streams of join and leave events (the same for gateways and "             \
+     "workers)",                                                                                   \
+     1, 1024, NULL}
+/* clang-format on */
+
 /* What a process talks to: one Redis (--redis, by default CM_REDIS_DEFAULT)
  * or a Redis Cluster (--redis-cluster), never both. */
 struct cm_redis_target {

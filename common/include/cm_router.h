@@ -73,6 +73,7 @@ struct cm_router_opts {
     const char *probe_channel; /* pub/sub: this process's own channel (also
                                 * subscribed, and its messages reported) */
     size_t held_max;
+    bool client_id; /* appended: ask CLIENT ID on command links (cm_router_client_id_at) */
 };
 
 struct cm_router *cm_router_new(const struct cm_router_opts *opts);
@@ -137,5 +138,23 @@ int cm_router_barrier(struct cm_router *r, void (*fn)(void *priv), void *priv);
  * owner of the channel's slot in a cluster, SUBSCRIBE on the one Redis. */
 void cm_router_subscribe(struct cm_router *r, const char *channel);
 void cm_router_unsubscribe(struct cm_router *r, const char *channel);
+
+/* ---- one primary at a time (appended for commands that act on one node,
+ * such as SCAN, whose cursor is per node) ----
+ *
+ * Primaries are numbered 0..cm_router_primaries()-1 in the router's own
+ * order, which a topology refresh may change: a caller that walks them
+ * keeps the name too and starts over when it no longer matches. One Redis
+ * is one primary. */
+size_t cm_router_primaries(const struct cm_router *r);
+/* "host:port" of primary index, or NULL past the end. Valid until the next
+ * topology refresh. */
+const char *cm_router_primary_name(const struct cm_router *r, size_t index);
+/* Sends one command to primary index, with no redirect or retry: same
+ * contract as cm_link_command (-1: no such primary, or it is down). */
+int cm_router_command_at(struct cm_router *r, size_t index, cm_link_reply_fn *fn, void *priv,
+                         int argc, const char **argv, const size_t *lens);
+/* CLIENT ID of primary index's command link (opts.client_id), or -1. */
+long long cm_router_client_id_at(const struct cm_router *r, size_t index);
 
 #endif

@@ -65,6 +65,15 @@ int cm_key_events_partition(const char *room, int partitions)
     return (int)(crc16(room, strlen(room)) % (unsigned)partitions);
 }
 
+size_t cm_key_gateways(char *out, enum cm_gateways_key which, bool cluster)
+{
+    static const char *const suffix[] = {"", ":dead", ":sweep"};
+    if ((unsigned)which >= CM_ARRAY_LEN(suffix))
+        which = CM_GATEWAYS_LIVE;
+    return written(snprintf(out, CM_KEY_MAX, "%s%s", cluster ? "chat:{gateways}" : "chat:gateways",
+                            suffix[which]));
+}
+
 size_t cm_key_gw_control(char *out, const char *gateway_id)
 {
     return written(snprintf(out, CM_KEY_MAX, "chat:gw:%s", gateway_id));

@@ -152,7 +152,8 @@ static struct node *node_get(struct cm_router *r, const char *host, int port)
         .name = r->o.cluster ? n->name : "command", .url = &n->url, .loop = r->o.loop,
         .hooks = &cmd_hooks, .owner = n, .scripts = r->o.scripts, .nscripts = r->o.nscripts,
         .timeout_ms = r->o.timeout_ms, .connect_timeout_ms = r->o.timeout_ms,
-        .watch_ms = r->o.watch_ms, .probe_ms = r->o.probe_ms, .held_max = r->o.held_max});
+        .watch_ms = r->o.watch_ms, .probe_ms = r->o.probe_ms, .held_max = r->o.held_max,
+        .client_id = r->o.client_id});
     if (r->o.pubsub) {
         /* One Redis: the probe channel is the process's own channel, as
          * always. A cluster: each primary's link probes a channel of its
@@ -1155,4 +1156,50 @@ void cm_router_free(struct cm_router *r)
     }
     free(r->seeds);
     free(r);
+}
+
+/* ---- one primary at a time ---- */
+
+static bool node_owns_slot(const struct cm_router *r, const struct node *n)
+{
+    for (unsigned s = 0; s < CM_SLOTS; s++)
+        if (r->slots[s] == n)
+            return true;
+    return false;
+}
+
+/* The index-th node that owns a slot and is not retired. */
+static struct node *primary_at(const struct cm_router *r, size_t index)
+{
+    for (struct node *n = r->nodes; n; n = n->next)
+        if (!n->retired && node_owns_slot(r, n) && index-- == 0)
+            return n;
+    return NULL;
+}
+
+size_t cm_router_primaries(const struct cm_router *r)
+{
+    size_t count = 0;
+    for (const struct node *n = r->nodes; n; n = n->next)
+        count += !n->retired && node_owns_slot(r, n);
+    return count;
+}
+
+const char *cm_router_primary_name(const struct cm_router *r, size_t index)
+{
+    const struct node *n = primary_at(r, index);
+    return n ? n->name : NULL;
+}
+
+int cm_router_command_at(struct cm_router *r, size_t index, cm_link_reply_fn *fn, void *priv,
+                         int argc, const char **argv, const size_t *lens)
+{
+    struct node *n = r->freeing ? NULL : primary_at(r, index);
+    return n ? cm_link_command(n->cmd, fn, priv, argc, argv, lens) : -1;
+}
+
+long long cm_router_client_id_at(const struct cm_router *r, size_t index)
+{
+    const struct node *n = primary_at(r, index);
+    return n ? cm_link_client_id(n->cmd) : -1;
 }

@@ -67,6 +67,23 @@ static void test_gateway_keys(void **state)
     assert_string_equal(k, "chat:gw:gw-1:sessions");
 }
 
+/* One Redis keeps the old names; a cluster puts all three in one slot. */
+static void test_gateways_keys(void **state)
+{
+    static const char *const single[] = {"chat:gateways", "chat:gateways:dead",
+                                         "chat:gateways:sweep"};
+    static const char *const cluster[] = {"chat:{gateways}", "chat:{gateways}:dead",
+                                          "chat:{gateways}:sweep"};
+    char k[CM_KEY_MAX];
+    for (int w = CM_GATEWAYS_LIVE; w <= CM_GATEWAYS_SWEEP; w++) {
+        assert_int_equal(cm_key_gateways(k, (enum cm_gateways_key)w, false), strlen(single[w]));
+        assert_string_equal(k, single[w]);
+        assert_int_equal(cm_key_gateways(k, (enum cm_gateways_key)w, true), strlen(cluster[w]));
+        assert_string_equal(k, cluster[w]);
+        assert_int_equal(cm_key_slot(k, strlen(k)), cm_key_slot("{gateways}", 10));
+    }
+}
+
 static int channel_room(const char *channel, char *room)
 {
     return cm_key_channel_room(channel, strlen(channel), room);
@@ -110,6 +127,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_room_keys),    cmocka_unit_test(test_longest_room),
         cmocka_unit_test(test_truncation),   cmocka_unit_test(test_gateway_keys),
+        cmocka_unit_test(test_gateways_keys),
         cmocka_unit_test(test_channel_room),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

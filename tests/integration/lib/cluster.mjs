@@ -516,10 +516,12 @@ export async function startGateway({ redisUrl, redisCluster, id, extraArgs = [],
 }
 
 // Starts a chat-worker and waits for its GET /readyz 200.
-export async function startWorker({ redisUrl, id, extraArgs = [], env = {}, waitReady = true } = {}) {
+// redisCluster: seed nodes (--redis-cluster) instead of redisUrl.
+export async function startWorker({ redisUrl, redisCluster, id, extraArgs = [], env = {}, waitReady = true } = {}) {
   id = id || `w${++workerCounter}`;
+  const redis = redisCluster ? ['--redis-cluster', redisCluster] : ['--redis', redisUrl];
   const p = await startListening(`worker ${id}`, workerBin, (port) => [
-    '--redis', redisUrl, '--id', id, '--listen', `127.0.0.1:${port}`, ...extraArgs,
+    ...redis, '--id', id, '--listen', `127.0.0.1:${port}`, ...extraArgs,
   ], { env, waitReady });
   p.id = id;
   return p;
