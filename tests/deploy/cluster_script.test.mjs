@@ -203,3 +203,59 @@ test('cluster.sh: a gateway or worker killed with -9 is restarted with backoff a
   for (const pid of children) assert.ok(!alive(pid), `process ${pid} is gone`);
   for (const p of ports) assert.equal(await listening(p), false, `nothing listens on ${p} any more`);
 });
+
+test('cluster.sh --redis-cluster: a 6-node Redis Cluster behind it; a primary killed fails over and '
+  + 'comes back as a replica', { timeout: 120000 }, async (t) => {
+  let base;
+  for (let i = 0; i < 50 && !base; i++) {
+    const p = 20000 + Math.floor(Math.random() * 30000);
+    const ports = [p, p + 1, p + 2, p + 3, p + 101, p + 102];
+    for (let k = 0; k < 6; k++) ports.push(p + 200 + k, p + 10200 + k);
+    if ((await Promise.all(ports.map(portFree))).every(Boolean)) base = p;
+  }
+  assert.ok(base, 'a free base port');
+  const state = makeTmpDir('chat-deploy-cluster-');
+  const script = new ServerProcess('cluster.sh', 'bash', [path.join(repoRoot, 'scripts', 'cluster.sh'),
+    '--bin-dir', binDir, '--base-port', String(base), '--state-dir', state, '--redis-cluster'],
+  { cwd: repoRoot });
+  await waitFor(() => {
+    if (!script.running) throw new Error(`cluster.sh exited (${script.exitCode}):\n${script.stdout}\n${script.stderr}`);
+    return /Ctrl-C stops everything/.test(script.stdout);
+  }, { timeoutMs: 60000, what: 'cluster.sh to say the cluster is up' });
+  for (const pid of childPids(script.pid)) children.add(pid);
+  assert.match(script.stdout, /a Redis Cluster on 127\.0\.0\.1:\d+-\d+ \(3 primaries, 3 replicas\)/);
+  const pids = readPids(state);
+  const nodes = Object.keys(pids).filter((k) => k.startsWith('redis '));
+  assert.equal(nodes.length, 6, 'six Redis nodes');
+
+  const url = `ws://127.0.0.1:${base}/ws`;
+  const room = uniqueRoom('rcluster');
+  const ada = await connect(url);
+  const bob = await connect(url);
+  await ada.join(room, 'ada');
+  await bob.join(room, 'bob');
+  const ack = await ada.say(room, 'on the cluster');
+  assert.equal((await bob.next({ type: 'message', room })).seq, ack.seq);
+  // A leave goes through the workers' partitioned events.
+  bob.close();
+  assert.equal((await ada.next({ type: 'presence', room, event: 'leave', nickname: 'bob' }, 10000)).reason, 'closed');
+
+  // kill -9 the primary of the first node's slots: its replica takes over,
+  // and the script restarts the old one, which rejoins as a replica.
+  const victim = nodes[0];
+  process.kill(pids[victim], 'SIGKILL');
+  await waitFor(() => new RegExp(`${victim} is back`).test(script.stdout),
+    { timeoutMs: 30000, what: `${victim} restarted` });
+  await waitFor(async () => (await httpGet(`http://127.0.0.1:${base}/readyz`)).status === 200,
+    { timeoutMs: 30000, what: 'ready again through haproxy' });
+  const cy = await connect(url);
+  const room2 = uniqueRoom('rcluster');
+  await cy.join(room2, 'cy');
+  assert.ok((await cy.say(room2, 'after the failover')).seq > 0);
+  t.diagnostic(script.stdout.trim().split('\n').slice(-4).join(' | '));
+
+  script.kill('SIGINT');
+  const { code } = await script.waitExit(30000);
+  assert.equal(code, 0, `cluster.sh exits 0 on Ctrl-C\n${script.stdout}\n${script.stderr}`);
+  for (const pid of childPids(script.pid)) assert.ok(!alive(pid));
+});
