@@ -80,39 +80,8 @@ state=$(mktemp -d /tmp/chat-bench.XXXXXX)
 echo "==> results in $out"
 
 # ---- processes: every one is recorded and stopped by PID ----
-pids=()
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for _ in $(seq 50); do
-    local alive=0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    ((alive)) || break
-    sleep 0.1
-  done
-  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  rm -rf "$state"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-used_ports=" "
-free_port() {
-  local p
-  for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 30000))
-    case "$used_ports" in *" $p "*) continue ;; esac
-    if [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ]; then
-      used_ports+="$p "
-      echo "$p"
-      return 0
-    fi
-  done
-  echo "bench.sh: no free port found" >&2
-  return 1
-}
+# shellcheck source=tools/bench/lib.sh
+. "$repo/tools/bench/lib.sh"
 
 wait_ready() { # url pid name
   for _ in $(seq 150); do

@@ -38,7 +38,6 @@ struct node {
     char name[300]; /* host:port */
     struct cm_link *cmd, *sub;
     char *probe_channel;
-    bool was_ready;
     bool retired; /* owns no slot since the last refresh; freed by the gc timer */
     int replicas; /* configured for this primary, as CLUSTER NODES lists them */
     struct waiter *waiters, *waiters_tail; /* asked for a WAIT not yet sent */

@@ -49,14 +49,29 @@ function storm(storms) {
     '--rate', '150', '--storms', String(storms), '--duration', '4', '--quiet'], 90000);
 }
 
-// What must hold in every run; returns the JSON line.
+// Rooms whose history a gateway found gone back behind what it had handed
+// out, so that it started a new epoch (docs/PROTOCOL.md, epochs): a crash
+// can lose the last write a member already got live.
+function roomsReset() {
+  const rooms = new Set();
+  for (const g of cl.gateways)
+    for (const m of g.stderr.matchAll(/room (\S+): (?:seq went back|epoch changed)/g)) rooms.add(m[1]);
+  return rooms;
+}
+
+// What must hold in every run; returns the JSON line. Every rejoin is
+// recovered, but those into a room whose epoch changed under it: they are
+// told recovered: false, which is the truth.
 function assertDelivery(r, storms) {
   const context = `${r.stdout}\n--- stderr ---\n${r.stderr.slice(-3000)}`;
   assert.ok(r.json, `no JSON line from chat-bench: ${context}`);
   const j = r.json;
   assert.deepEqual({ loss: j.loss, duplicates: j.duplicates, seq_gaps: j.seq_gaps },
     { loss: 0, duplicates: 0, seq_gaps: 0 }, context);
-  assert.equal(j.recovered, CLIENTS * storms, context);
+  const reset = roomsReset();
+  assert.equal(j.recovered + j.not_recovered, CLIENTS * storms, context);
+  assert.ok(j.not_recovered <= reset.size * (CLIENTS / ROOMS) * storms,
+    `${j.not_recovered} rejoins not recovered, ${reset.size} room(s) with a new epoch: ${context}`);
   assert.equal(j.recovery_gaps, 0, context);
   assert.ok(j.acked > 0, context);
   return { j, context };
@@ -98,10 +113,12 @@ test('Redis killed (-9) and restarted from its append-only file, under storm loa
 
   const r = await bench;
   const { j, context } = assertDelivery(r, 2);
-  // The one thing a crash leaves in doubt: a publish Redis ran (and wrote
-  // to its AOF) but died before answering is told `unavailable`, and is
-  // still delivered (docs/PROTOCOL.md). Only a crash's last moment can do
-  // that: at most a few messages, each to one room's members.
+  // The one thing a crash leaves in doubt: a publish Redis ran but died
+  // before answering is told `unavailable`, and is still delivered
+  // (docs/PROTOCOL.md). Only a crash's last moment can do that: at most a
+  // few messages, each to one room's members. Seen here too: such a
+  // message delivered live and then missing after the restart, which the
+  // gateways answer with a new epoch for its room (roomsReset above).
   assert.ok(j.unexpected <= 3 * (CLIENTS / ROOMS), `delivered without an ack: ${j.unexpected}: ${context}`);
   await assertNothingLeft();
 });

@@ -12,21 +12,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  teardown, connect, uniqueRoom, startGateway, waitFor, sleep, httpGet, FAST,
+  teardown, connect, startGateway, waitFor, sleep, httpGet, FAST,
 } from './lib/harness.mjs';
-import { startRedisCluster, keySlot } from './lib/rediscluster.mjs';
+import { startRedisCluster, roomIn } from './lib/rediscluster.mjs';
 
 let rc;
 let gw;
 
-async function roomOn(primary, prefix) {
-  for (let i = 0; i < 10000; i++) {
-    const room = uniqueRoom(prefix);
-    const slot = keySlot(`chat:{${room}}`);
-    if (primary.slots.some(([a, b]) => slot >= a && slot <= b)) return room;
-  }
-  throw new Error('no room found for that primary');
-}
 
 // The primary of shard i and its replica, as nodes of rc.
 async function shard(i) {
@@ -47,7 +39,7 @@ after(teardown);
 
 test('an ack waits for the replica; a stopped replica gives replicated:false', { timeout: 30000 }, async () => {
   const { primary, replicaNode } = await shard(0);
-  const room = await roomOn(primary, 'ack');
+  const room = roomIn(primary.slots, 'ack');
   const a = await connect(gw.url);
   await a.join(room, 'a');
   const ok = await a.say(room, 'replicated');
@@ -71,7 +63,7 @@ test('an ack waits for the replica; a stopped replica gives replicated:false', {
 
 test('kill -9 of the primary right after its acks: no acked message is lost', { timeout: 90000 }, async () => {
   const { primary, replicaNode } = await shard(1);
-  const room = await roomOn(primary, 'hard');
+  const room = roomIn(primary.slots, 'hard');
   const a = await connect(gw.url);
   const joined = await a.join(room, 'a');
   const acks = [];

@@ -10,22 +10,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  teardown, connect, uniqueRoom, seqProblem, startGateway, httpGet, waitFor, sleep, FAST,
+  teardown, connect, seqProblem, startGateway, httpGet, waitFor, sleep, FAST,
 } from './lib/harness.mjs';
-import { startRedisCluster, keySlot } from './lib/rediscluster.mjs';
+import { startRedisCluster, roomIn } from './lib/rediscluster.mjs';
 
 let rc;
 let gw1;
 let gw2;
 
-async function roomOn(primary, prefix) {
-  for (let i = 0; i < 10000; i++) {
-    const room = uniqueRoom(prefix);
-    const slot = keySlot(`chat:{${room}}`);
-    if (primary.slots.some(([a, b]) => slot >= a && slot <= b)) return room;
-  }
-  throw new Error('no room found for that primary');
-}
 
 before(async () => {
   rc = await startRedisCluster({ primaries: 3, replicas: 1 });
@@ -37,8 +29,8 @@ after(teardown);
 test('kill -9 of a primary: other shards undisturbed, its rooms come back whole', { timeout: 90000 }, async () => {
   const primaries = (await rc.topology()).filter((n) => n.flags.includes('master'));
   const victim = primaries[0];
-  const calmRoom = await roomOn(primaries[1], 'calm');
-  const hitRoom = await roomOn(victim, 'hit');
+  const calmRoom = roomIn(primaries[1].slots, 'calm');
+  const hitRoom = roomIn(victim.slots, 'hit');
   const a = await connect(gw1.url);
   const b = await connect(gw2.url);
   for (const room of [calmRoom, hitRoom]) {

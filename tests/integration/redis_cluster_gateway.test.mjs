@@ -15,25 +15,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  teardown, connect, uniqueRoom, seqProblem, startGateway, runToExit, gatewayBin, httpGet,
+  teardown, connect, seqProblem, startGateway, runToExit, gatewayBin, httpGet,
   RedisClient, waitFor, sleep, FAST,
 } from './lib/harness.mjs';
-import { startRedisCluster, keySlot } from './lib/rediscluster.mjs';
+import { startRedisCluster, keySlot, roomIn } from './lib/rediscluster.mjs';
 
 let rc;
 let gw1;
 let gw2;
 let primaries;
-
-// A fresh room whose slot a given primary serves.
-async function roomOn(primary, prefix) {
-  for (let i = 0; i < 10000; i++) {
-    const room = uniqueRoom(prefix);
-    const slot = keySlot(`chat:{${room}}`);
-    if (primary.slots.some(([a, b]) => slot >= a && slot <= b)) return room;
-  }
-  throw new Error('no room found for that primary');
-}
 
 before(async () => {
   rc = await startRedisCluster({ primaries: 3, replicas: 1 });
@@ -60,7 +50,7 @@ test('--redis and --redis-cluster together, or a bad seed list, is a usage error
 
 test('chat across gateways in rooms on every primary: each message once, in order', { timeout: 60000 }, async () => {
   for (const p of primaries) {
-    const room = await roomOn(p, 'spread');
+    const room = roomIn(p.slots, 'spread');
     const a = await connect(gw1.url);
     const b = await connect(gw2.url);
     await a.join(room, 'a');
@@ -91,7 +81,7 @@ test('chat across gateways in rooms on every primary: each message once, in orde
 
 test('takeover across gateways, in rooms on every primary', { timeout: 30000 }, async () => {
   for (const p of primaries) {
-    const room = await roomOn(p, 'takeover');
+    const room = roomIn(p.slots, 'takeover');
     const obs = await connect(gw2.url);
     await obs.join(room, 'obs');
     const old = await connect(gw1.url);
@@ -108,7 +98,7 @@ test('takeover across gateways, in rooms on every primary', { timeout: 30000 }, 
 
 test('room traffic is sharded pub/sub: a classic subscriber hears nothing', { timeout: 30000 }, async () => {
   const owner = primaries[2];
-  const room = await roomOn(owner, 'sharded');
+  const room = roomIn(owner.slots, 'sharded');
   const channel = `chat:{${room}}`;
   const classic = await RedisClient.connect(primaries[0].port);
   const sharded = await RedisClient.connect(owner.port);
@@ -138,7 +128,7 @@ test('the seed can die: the gateway learnt every node at start-up', { timeout: 3
   const res = await httpGet(`${gw1.http}/readyz`);
   assert.equal(res.status, 200);
   for (const p of primaries) {
-    const room = await roomOn(p, 'seedless');
+    const room = roomIn(p.slots, 'seedless');
     const a = await connect(gw1.url);
     const b = await connect(gw2.url);
     await a.join(room, 'a');
@@ -154,7 +144,7 @@ test('the seed can die: the gateway learnt every node at start-up', { timeout: 3
 test('a live slot migration of a busy room: members follow, nothing lost or doubled', { timeout: 90000 }, async () => {
   const src = primaries[0];
   const dst = primaries[1];
-  const room = await roomOn(src, 'migrate');
+  const room = roomIn(src.slots, 'migrate');
   const slot = keySlot(`chat:{${room}}`);
   const a = await connect(gw1.url);
   const b = await connect(gw2.url);

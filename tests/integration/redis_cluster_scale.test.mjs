@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import {
   teardown, connect, uniqueRoom, seqProblem, startGateway, waitFor, sleep, FAST,
 } from './lib/harness.mjs';
-import { startRedisCluster, keySlot } from './lib/rediscluster.mjs';
+import { startRedisCluster, keySlot, roomIn } from './lib/rediscluster.mjs';
 
 let rc;
 let gw1;
@@ -69,12 +69,7 @@ test('an added primary and a rebalance under chat: picked up, nothing lost', { t
   }
   assert.ok(moved.length > 0, 'some rooms moved to the new primary');
   // A new room on the new node works from both gateways.
-  let room;
-  for (let i = 0; i < 10000 && !room; i++) {
-    const r = uniqueRoom('newnode');
-    const s = keySlot(`chat:{${r}}`);
-    if (fresh.slots.some(([x, y]) => s >= x && s <= y)) room = r;
-  }
+  const room = roomIn(fresh.slots, 'newnode');
   const a = await connect(gw1.url);
   const b = await connect(gw2.url);
   await a.join(room, 'a');
@@ -89,12 +84,7 @@ test('a killed primary restarted: it rejoins as a replica and acks wait for it a
   const victim = top.find((n) => n.flags.includes('master') && n.slots.length &&
     top.some((r) => r.primary === n.id));
   const node = rc.nodes.find((n) => n.port === victim.port);
-  let room;
-  for (let i = 0; i < 10000 && !room; i++) {
-    const r = uniqueRoom('restart');
-    const s = keySlot(`chat:{${r}}`);
-    if (victim.slots.some(([x, y]) => s >= x && s <= y)) room = r;
-  }
+  const room = roomIn(victim.slots, 'restart');
   const a = await connect(gw1.url);
   await a.join(room, 'a');
   assert.equal((await a.say(room, 'before')).replicated, undefined);

@@ -13,10 +13,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  teardown, connect, uniqueRoom, startGateway, startWorker, runToExit, workerBin, httpGet,
+  teardown, connect, startGateway, startWorker, runToExit, workerBin, httpGet,
   RedisClient, waitFor, FAST,
 } from './lib/harness.mjs';
-import { startRedisCluster, keySlot } from './lib/rediscluster.mjs';
+import { startRedisCluster, keySlot, roomIn } from './lib/rediscluster.mjs';
 
 const TIMEOUT_MS = 2000; // --gateway-timeout-ms, as in worker_gateway_kill9
 const PARTITIONS = 16; // the default of both binaries
@@ -30,14 +30,7 @@ let gw2;
 let workers;
 
 // A fresh room whose slot a given primary serves.
-function roomOn(primary, prefix) {
-  for (let i = 0; i < 10000; i++) {
-    const room = uniqueRoom(prefix);
-    const slot = keySlot(`chat:{${room}}`);
-    if (primary.slots.some(([a, b]) => slot >= a && slot <= b)) return room;
-  }
-  throw new Error('no room found for that primary');
-}
+const roomOn = (primary, prefix) => roomIn(primary.slots, prefix);
 
 // Two rooms per primary.
 const roomsEverywhere = (prefix) => primaries.flatMap((p) => [roomOn(p, prefix), roomOn(p, prefix)]);

@@ -19,35 +19,8 @@ bin_dir=$1 out=$2 quick=${3:-}
 mkdir -p "$out/logs"
 state=$(mktemp -d /tmp/chat-bench-cluster.XXXXXX)
 
-pids=()
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  sleep 0.5
-  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  rm -rf "$state"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-used_ports=" "
-free_port() {
-  local p
-  for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 30000))
-    case "$used_ports" in *" $p "*) continue ;; esac
-    if [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] &&
-        [ -z "$(ss -Htan "sport = :$((p + 10000))" 2>/dev/null)" ]; then
-      used_ports+="$p "
-      echo "$p"
-      return 0
-    fi
-  done
-  echo "cluster.sh: no free port" >&2
-  return 1
-}
+# shellcheck source=tools/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 if [ "$quick" = --quick ]; then
   dur=3 rates="1000 3000" ack_rate=1000
@@ -61,7 +34,7 @@ start_cluster() {
   local shards=$1 n=$(($1 * 2)) i port dir
   ports=() cluster_pids=()
   for i in $(seq "$n"); do
-    port=$(free_port)
+    port=$(free_port --bus)
     dir=$state/redis-$port
     mkdir -p "$dir"
     redis-server --port "$port" --bind 127.0.0.1 --protected-mode no --save '' --appendonly no \

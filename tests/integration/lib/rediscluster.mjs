@@ -6,7 +6,7 @@
 // for about a second). Every node is a ServerProcess (lib/cluster.mjs), so
 // teardown() stops it by PID even when a test fails.
 import { spawnSync } from 'node:child_process';
-import { startRedis, sleep } from './cluster.mjs';
+import { startRedis, sleep, uniqueRoom } from './cluster.mjs';
 import { RedisClient } from './redis.mjs';
 
 const NODE_TIMEOUT_MS = 1000;
@@ -32,6 +32,17 @@ export function keySlot(key) {
 }
 
 // CLUSTER NODES as [{id, port, flags[], primary (id or null), slots: [[from, to]...]}].
+// A fresh room (uniqueRoom(prefix)) whose channel's slot is among slots,
+// a node's [[from, to], ...] as parseNodes gives them.
+export function roomIn(slots, prefix) {
+  for (let i = 0; i < 10000; i++) {
+    const room = uniqueRoom(prefix);
+    const slot = keySlot(`chat:{${room}}`);
+    if (slots.some(([a, b]) => slot >= a && slot <= b)) return room;
+  }
+  throw new Error('no room found in those slots');
+}
+
 export function parseNodes(text) {
   return text.trim().split('\n').map((line) => {
     const f = line.split(' ');
