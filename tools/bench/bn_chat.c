@@ -251,8 +251,16 @@ static void on_joined(struct bn *b, struct bn_conn *c, const cJSON *o, uint64_t 
             bn_problem(b, "connection %u: rejoin of %s since %lld not recovered", c->id, r->name,
                        (long long)c->last_seq);
         }
-        const cJSON *item;
-        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(o, "history"))
+        const cJSON *item, *history = cJSON_GetObjectItemCaseSensitive(o, "history");
+        if (!cJSON_IsTrue(rec)) {
+            /* Not recovered (history trimmed, or a new epoch): what the
+             * client knew of seqs no longer applies; it starts again from
+             * the history it was given, as a client must. */
+            const cJSON *oldest = cJSON_GetArrayItem(history, 0);
+            int64_t from = oldest ? json_int(oldest, "seq", 0) : 0;
+            c->last_seq = from > 0 ? from - 1 : seq;
+        }
+        cJSON_ArrayForEach(item, history)
             on_message_obj(b, c, item, 0);
         if (c->last_seq < seq) { /* history stopped short of the room's seq */
             if (cJSON_IsTrue(rec))
