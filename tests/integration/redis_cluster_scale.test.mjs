@@ -86,7 +86,17 @@ test('a killed primary restarted: it rejoins as a replica and acks wait for it a
   const node = rc.nodes.find((n) => n.port === victim.port);
   const room = roomIn(victim.slots, 'restart');
   const a = await connect(gw1.url);
-  await a.join(room, 'a');
+  // Just after the rebalance the gateway may not have the slot's owner
+  // ready yet (unavailable): a client joins again, as a page would.
+  await waitFor(async () => {
+    try {
+      await a.join(room, 'a');
+      return true;
+    } catch (e) {
+      if (!/unavailable/.test(e.message)) throw e;
+      return false;
+    }
+  }, { timeoutMs: 15000, intervalMs: 200, what: 'the join to be served' });
   assert.equal((await a.say(room, 'before')).replicated, undefined);
   node.kill('SIGKILL');
   await node.proc.waitExit(5000);
