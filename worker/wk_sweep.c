@@ -6,7 +6,7 @@
  * (wk_retention.c); and now and then the pruning of idle consumers.
  *
  * Gateway liveness: gateways ZADD chat:gateways <now_ms> <id> every second
- * (chat:{gateways} in a cluster: cm_key_gateways). claim_gateways.lua
+ * (under one hash tag in a cluster, spelled by the store). claim_gateways.lua
  * moves every gateway silent past --gateway-timeout-ms to
  * chat:gateways:dead, atomically, so exactly one worker claims it,
  * except in the grace that follows a stall of Redis (no sweep for longer

@@ -831,7 +831,7 @@ static void rcall_send(struct rcall *rc)
  * primary; later tries are rcall_send's. */
 static int rcall_start(struct cm_router *r, struct rcall *rc, const char *key, size_t keylen)
 {
-    rc->slot = key ? cm_key_slot(key, keylen) : (unsigned)cm_random_below(CM_SLOTS);
+    rc->slot = key ? cm_key_slot(key, keylen) : 0;
     if (!key) {
         /* Any primary: the first one up. */
         for (unsigned s = 0; s < CM_SLOTS; s++)

@@ -10,19 +10,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  teardown, connect, seqProblem, startGateway, httpGet, waitFor, sleep, FAST,
+  teardown, connect, seqProblem, httpGet, waitFor, sleep, FAST,
 } from './lib/harness.mjs';
-import { startRedisCluster, roomIn } from './lib/rediscluster.mjs';
+import { startClusterWithGateways, roomIn } from './lib/rediscluster.mjs';
 
 let rc;
 let gw1;
 let gw2;
 
-
 before(async () => {
-  rc = await startRedisCluster({ primaries: 3, replicas: 1 });
-  gw1 = await startGateway({ redisCluster: rc.seeds, extraArgs: FAST });
-  gw2 = await startGateway({ redisCluster: rc.seeds, extraArgs: FAST });
+  ({ rc, gateways: [gw1, gw2] } = await startClusterWithGateways({ gatewayArgs: FAST }));
 }, { timeout: 90000 });
 after(teardown);
 

@@ -9,18 +9,18 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  teardown, connect, uniqueRoom, seqProblem, startGateway, waitFor, sleep, FAST,
+  teardown, connect, uniqueRoom, seqProblem, waitFor, sleep, FAST,
 } from './lib/harness.mjs';
-import { startRedisCluster, keySlot, roomIn } from './lib/rediscluster.mjs';
+import { startClusterWithGateways, keySlot, roomIn } from './lib/rediscluster.mjs';
 
 let rc;
 let gw1;
 let gw2;
 
 before(async () => {
-  rc = await startRedisCluster({ primaries: 3, replicas: 1 });
-  gw1 = await startGateway({ redisCluster: rc.seeds, extraArgs: [...FAST, '--ack-timeout-ms', '300'] });
-  gw2 = await startGateway({ redisCluster: rc.seeds, extraArgs: [...FAST, '--ack-timeout-ms', '300'] });
+  ({ rc, gateways: [gw1, gw2] } = await startClusterWithGateways({
+    gatewayArgs: [...FAST, '--ack-timeout-ms', '300'],
+  }));
 }, { timeout: 90000 });
 after(teardown);
 

@@ -6,7 +6,7 @@
 // for about a second). Every node is a ServerProcess (lib/cluster.mjs), so
 // teardown() stops it by PID even when a test fails.
 import { spawnSync } from 'node:child_process';
-import { startRedis, sleep, uniqueRoom } from './cluster.mjs';
+import { startRedis, startGateway, sleep, uniqueRoom } from './cluster.mjs';
 import { RedisClient } from './redis.mjs';
 
 const NODE_TIMEOUT_MS = 1000;
@@ -113,6 +113,15 @@ function redisCli(args, what) {
   const r = spawnSync('redis-cli', args, { encoding: 'utf8', timeout: 60000 });
   if (r.status !== 0) throw new Error(`redis-cli ${what} failed (${r.status}): ${r.stdout}\n${r.stderr}`);
   return r.stdout;
+}
+
+// A 3+3 cluster and `gateways` gateways seeded with every node of it, each
+// with gatewayArgs: { rc, gateways }.
+export async function startClusterWithGateways({ gateways = 2, gatewayArgs = [] } = {}) {
+  const rc = await startRedisCluster({ primaries: 3, replicas: 1 });
+  const gws = [];
+  for (let i = 0; i < gateways; i++) gws.push(await startGateway({ redisCluster: rc.seeds, extraArgs: gatewayArgs }));
+  return { rc, gateways: gws };
 }
 
 export async function startRedisCluster({ primaries = 3, replicas = 1 } = {}) {
